@@ -1,0 +1,253 @@
+"""The function interface: WSGI in, a small Request/Response pair in the middle.
+
+Vercel's Python runtime, the local dev server, `httpx.WSGITransport` in tests and
+`vercel_runtime.vc_handler` in the conformance test all speak WSGI, so every
+`api/*.py` exports `app = endpoint(handler, name=...)` and never touches `environ`.
+The wrapper owns what every function needs once: a body size limit enforced before
+reading, a request id, one JSON log line per request, and a generic 500 that never
+echoes an exception (exceptions may carry secrets).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from http import HTTPStatus
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs
+from wsgiref.types import StartResponse, WSGIEnvironment
+
+from lib import kv_metrics
+from lib.log import configure as configure_logging
+from lib.log import get_logger
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "HTTPError",
+    "Handler",
+    "Request",
+    "Response",
+    "endpoint",
+]
+
+MAX_BODY_BYTES = 1024 * 1024
+
+log = get_logger("http")
+
+
+class HTTPError(Exception):
+    """Raised by a handler to answer with `status` and a short, public message."""
+
+    def __init__(
+        self, status: int, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+class Request:
+    """A read-only view of one WSGI request."""
+
+    def __init__(self, environ: WSGIEnvironment, *, max_body: int = MAX_BODY_BYTES) -> None:
+        self._environ = environ
+        self._max_body = max_body
+        self._body: bytes | None = None
+        self.method: str = environ.get("REQUEST_METHOD", "GET").upper()
+        # Under a Vercel rewrite the function sees the original path; never route on it.
+        self.path: str = environ.get("PATH_INFO", "") or "/"
+        self.query: dict[str, list[str]] = parse_qs(
+            environ.get("QUERY_STRING", ""), keep_blank_values=True
+        )
+        self.headers: dict[str, str] = {
+            key[5:].replace("_", "-").lower(): value
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        }
+        if environ.get("CONTENT_TYPE"):
+            self.headers["content-type"] = environ["CONTENT_TYPE"]
+        if environ.get("CONTENT_LENGTH"):
+            self.headers["content-length"] = environ["CONTENT_LENGTH"]
+
+    @property
+    def request_id(self) -> str:
+        return self.headers.get("x-vercel-id", "")[:128]
+
+    @property
+    def host(self) -> str:
+        return self.headers.get("x-forwarded-host") or self.headers.get("host") or ""
+
+    @property
+    def scheme(self) -> str:
+        forwarded = self.headers.get("x-forwarded-proto", "")
+        return forwarded.split(",")[0].strip() or self._environ.get("wsgi.url_scheme", "http")
+
+    def arg(self, name: str) -> str | None:
+        """The single value of query parameter `name`; repeated parameters are refused."""
+        values = self.query.get(name)
+        if not values:
+            return None
+        if len(values) > 1:
+            raise HTTPError(400, f"Query parameter '{name}' must appear once.")
+        return values[0]
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        jar: SimpleCookie = SimpleCookie()
+        try:
+            jar.load(self.headers.get("cookie", ""))
+        except Exception:  # a malformed cookie header is the client's problem, not a 500
+            return {}
+        return {name: morsel.value for name, morsel in jar.items()}
+
+    def body(self) -> bytes:
+        """The raw body, refused with 413 before reading when it is larger than allowed."""
+        if self._body is not None:
+            return self._body
+        stream = self._environ.get("wsgi.input")
+        length_header = self.headers.get("content-length", "")
+        if length_header:
+            try:
+                length = int(length_header)
+            except ValueError:
+                raise HTTPError(400, "Invalid Content-Length.") from None
+            if length < 0:
+                raise HTTPError(400, "Invalid Content-Length.")
+            if length > self._max_body:
+                raise HTTPError(413, "Request body too large.")
+            data = stream.read(length) if stream is not None and length else b""
+        else:
+            # No length: read at most one byte past the limit to detect oversize bodies.
+            data = stream.read(self._max_body + 1) if stream is not None else b""
+            if len(data) > self._max_body:
+                raise HTTPError(413, "Request body too large.")
+        self._body = data
+        return data
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body())
+        except (ValueError, UnicodeDecodeError):
+            raise HTTPError(400, "Body is not valid JSON.") from None
+
+    def form(self) -> dict[str, list[str]]:
+        try:
+            return parse_qs(self.body().decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            raise HTTPError(400, "Form body is not UTF-8.") from None
+
+
+class Response:
+    """Status, headers and a byte body; built by the classmethods below."""
+
+    def __init__(
+        self,
+        body: bytes = b"",
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        self.body = body
+        self.status = status
+        self.headers: list[tuple[str, str]] = list((headers or {}).items())
+        if content_type:
+            self.headers.append(("Content-Type", content_type))
+        self.headers.append(("Cache-Control", "no-store"))
+
+    @classmethod
+    def json(
+        cls, data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        body = json.dumps(data, separators=(",", ":"), default=str).encode()
+        return cls(body, status, headers, "application/json")
+
+    @classmethod
+    def html(
+        cls, page: str, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        return cls(page.encode(), status, headers, "text/html; charset=utf-8")
+
+    @classmethod
+    def redirect(cls, location: str, status: int = 302) -> Response:
+        return cls(b"", status, {"Location": location})
+
+    def set_cookie(
+        self,
+        name: str,
+        value: str,
+        *,
+        max_age: int,
+        path: str = "/",
+        secure: bool = True,
+        http_only: bool = True,
+        same_site: str = "Lax",
+    ) -> None:
+        parts = [f"{name}={value}", f"Path={path}", f"Max-Age={max_age}", f"SameSite={same_site}"]
+        if http_only:
+            parts.append("HttpOnly")
+        if secure:
+            parts.append("Secure")
+        self.headers.append(("Set-Cookie", "; ".join(parts)))
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == name.lower():
+                return value
+        return None
+
+
+Handler = Callable[[Request], Response]
+
+
+def _status_line(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Status"
+
+
+def _error_response(request: Request, status: int, message: str) -> Response:
+    if "application/json" in request.headers.get("accept", "") or request.method != "GET":
+        return Response.json({"error": {"status": status, "message": message}}, status)
+    return Response(message.encode() + b"\n", status, content_type="text/plain; charset=utf-8")
+
+
+def endpoint(
+    handler: Handler, *, name: str
+) -> Callable[[WSGIEnvironment, StartResponse], Iterable[bytes]]:
+    """Wrap `handler` as a WSGI app that logs one line per request and never leaks a 500."""
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        configure_logging()
+        started = time.perf_counter()
+        request = Request(environ)
+        counter = kv_metrics.start()
+        try:
+            response = handler(request)
+        except HTTPError as exc:
+            response = _error_response(request, exc.status, exc.message)
+            response.headers.extend(exc.headers.items())
+        except Exception:
+            log.exception("unhandled error", extra={"function": name})
+            response = _error_response(request, 500, "Internal error.")
+        finally:
+            kv_calls = kv_metrics.stop(counter)
+        log.info(
+            "request",
+            extra={
+                "function": name,
+                "request_id": request.request_id,
+                "method": request.method,
+                "status": response.status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "kv_calls": kv_calls,
+            },
+        )
+        headers = [*response.headers, ("Content-Length", str(len(response.body)))]
+        start_response(_status_line(response.status), headers)
+        return [response.body] if request.method != "HEAD" else [b""]
+
+    return app

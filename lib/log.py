@@ -1,0 +1,128 @@
+"""Structured logging that cannot leak secrets.
+
+Every line is one JSON object. Redaction happens in the formatter, at the last moment
+before a line leaves the process, so a secret that slips into a message, an argument
+or an exception traceback is still masked. Two nets catch it: values registered as
+secret (tokens, the client secret, keys, provisioned values) are replaced wherever
+they appear, and fields whose names look secret are masked whatever their value.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["REDACTED", "configure", "get_logger", "redact", "register_secret"]
+
+REDACTED = "[redacted]"
+
+# Secrets shorter than this are not registered: masking "a" everywhere would mangle
+# every line while protecting nothing worth protecting.
+_MIN_SECRET_LEN = 8
+_SECRET_FIELD = re.compile(
+    r"(token|secret|password|authorization|cookie|signature|api[_-]?key|sealed|^code$)", re.I
+)
+# Bearer tokens and Vercel-style tokens, even when we never saw their value.
+_SECRET_PATTERNS = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+_secret_re: re.Pattern[str] | None = None
+
+
+def register_secret(value: str | bytes | None) -> None:
+    """Mask `value` in every log line written from now on (process-wide)."""
+    global _secret_re
+    if value is None:
+        return
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    if len(text) < _MIN_SECRET_LEN or text in _secrets:
+        return
+    with _lock:
+        _secrets.add(text)
+        # Longest first, so a secret that contains another is masked whole.
+        alternatives = sorted(_secrets, key=len, reverse=True)
+        _secret_re = re.compile("|".join(re.escape(s) for s in alternatives))
+
+
+def redact(text: str) -> str:
+    """Mask every registered secret and bearer credential in `text`."""
+    pattern = _secret_re
+    if pattern is not None:
+        text = pattern.sub(REDACTED, text)
+    return _SECRET_PATTERNS.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+def _scrub(value: Any, key: str = "") -> Any:
+    if key and _SECRET_FIELD.search(key) and value not in (None, "", 0, False):
+        return REDACTED
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {str(k): _scrub(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return redact(str(value))
+
+
+_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record; `extra=` fields become top-level keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RESERVED and not key.startswith("_"):
+                line[key] = value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(_scrub(line), default=str, separators=(",", ":"))
+
+
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stdout` is now (runtimes and test harnesses swap it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+_configured = False
+
+
+def configure(level: str | int = "INFO") -> None:
+    """Route the `integration` loggers to stdout as JSON. Idempotent."""
+    global _configured
+    with _lock:
+        if _configured:
+            return
+        handler = _StdoutHandler()
+        handler.setFormatter(JsonFormatter())
+        root = logging.getLogger("integration")
+        root.addHandler(handler)
+        root.setLevel(level)
+        root.propagate = False
+        _configured = True
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A logger under the `integration` namespace."""
+    return logging.getLogger(f"integration.{name}")

@@ -1,0 +1,272 @@
+"""Configuration, read from the environment once and validated as a whole.
+
+Everything the integration needs to know about its deployment comes from env vars
+(Vercel's dashboard, or `make dev`'s defaults). Validation happens in one place so
+that a misconfigured deployment fails closed with a message naming the variable,
+instead of failing later with a confusing error deep inside a request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import threading
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lib.log import register_secret
+
+__all__ = [
+    "EncryptionKey",
+    "KVConfig",
+    "Settings",
+    "SettingsError",
+    "get_settings",
+    "load_settings",
+    "reset_settings",
+]
+
+
+class SettingsError(Exception):
+    """The deployment is misconfigured. The message names the variables, never their values."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class EncryptionKey(BaseModel):
+    """One AES-256 key and the id that tags what it sealed, so keys can rotate."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key_id: str
+    key: bytes = Field(repr=False)
+
+
+class KVConfig(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    token: str = Field(repr=False)
+    source: str  # which variables it came from, for /health
+
+
+class Settings(BaseModel):
+    """The validated configuration. Optional fields are needed by one endpoint only."""
+
+    model_config = ConfigDict(frozen=True)
+
+    client_id: str
+    client_secret: str = Field(repr=False)
+    encryption_key: EncryptionKey
+    old_encryption_keys: tuple[EncryptionKey, ...] = ()
+    kv: KVConfig
+    key_prefix: str = "vi:"
+    redirect_uri: str | None = None
+    integration_slug: str | None = None
+    vercel_api_url: str = "https://api.vercel.com"
+    dashboard_url: str = "https://vercel.com"
+    cron_secret: str | None = Field(default=None, repr=False)
+    admin_token: str | None = Field(default=None, repr=False)
+    spec_path: str = "integration.toml"
+    kv_timeout_s: float = 2.0
+    vercel_timeout_s: float = 10.0
+    on_vercel: bool = False
+    log_level: str = "INFO"
+
+    def require(self, field: str) -> str:
+        """The value of an optional setting an endpoint cannot work without."""
+        value = getattr(self, field)
+        if not value:
+            raise SettingsError([f"{_ENV_NAMES[field]} is not set"])
+        return str(value)
+
+
+_ENV_NAMES = {
+    "redirect_uri": "VERCEL_REDIRECT_URI",
+    "integration_slug": "INTEGRATION_SLUG",
+    "cron_secret": "CRON_SECRET",
+    "admin_token": "ADMIN_TOKEN",
+}
+
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def _parse_key(raw: str, name: str) -> EncryptionKey:
+    """`[key-id:]base64(32 bytes)`. Without an id, one is derived from the key itself."""
+    key_id, _, material = raw.strip().rpartition(":")
+    try:
+        key = base64.b64decode(material + "=" * (-len(material) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32:
+        material_std = material.replace("-", "+").replace("_", "/")
+        try:
+            key = base64.b64decode(material_std + "=" * (-len(material_std) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+    if len(key) != 32:
+        raise SettingsError(
+            [
+                f"{name} must be 32 random bytes in base64 (generate one with "
+                '`python3 -c "import os,base64;print(base64.b64encode(os.urandom(32)).decode())"`)'
+            ]
+        )
+    if key_id and not key_id.replace("-", "").replace("_", "").isalnum():
+        raise SettingsError([f"{name}: key id before ':' must be letters, digits, '-' or '_'"])
+    return EncryptionKey(key_id=key_id or hashlib.sha256(key).hexdigest()[:8], key=key)
+
+
+def _check_url(value: str, name: str, problems: list[str]) -> str:
+    parts = urlsplit(value)
+    local = parts.hostname in _LOCAL_HOSTS
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        problems.append(f"{name} must be an http(s) URL")
+    elif parts.scheme == "http" and not local:
+        problems.append(f"{name} must use https (http is only allowed for localhost)")
+    return value.rstrip("/")
+
+
+def _resolve_kv(env: Mapping[str, str], problems: list[str]) -> KVConfig | None:
+    """UPSTASH_REDIS_REST_* first, then KV_REST_API_* (optionally prefixed)."""
+    prefix = env.get("KV_ENV_PREFIX", "")
+    candidates = [
+        ("UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN"),
+        (f"{prefix}KV_REST_API_URL", f"{prefix}KV_REST_API_TOKEN"),
+    ]
+    for url_var, token_var in candidates:
+        url, token = env.get(url_var, "").strip(), env.get(token_var, "").strip()
+        if not url and not token:
+            continue
+        if not url or not token:
+            missing = url_var if not url else token_var
+            problems.append(f"{missing} is not set (it must accompany the other)")
+            return None
+        if urlsplit(url).scheme in ("redis", "rediss"):
+            problems.append(
+                f"{url_var} is a redis:// URL; use the REST URL (https://…), not KV_URL/REDIS_URL"
+            )
+            return None
+        if token == env.get(f"{prefix}KV_REST_API_READ_ONLY_TOKEN", "").strip():
+            problems.append(f"{token_var} is the read-only token; the integration needs to write")
+            return None
+        return KVConfig(url=_check_url(url, url_var, problems), token=token, source=url_var)
+    where = "on Vercel " if env.get("VERCEL_ENV") else ""
+    problems.append(
+        f"no KV store configured {where}(set UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN, "
+        "or connect an Upstash Redis store, which sets KV_REST_API_URL and KV_REST_API_TOKEN)"
+    )
+    return None
+
+
+def _float(env: Mapping[str, str], name: str, default: float, problems: list[str]) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 60:
+        problems.append(f"{name} must be a number of seconds between 0 and 60")
+        return default
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Validate the whole environment, reporting every problem at once."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+
+    def required(name: str) -> str:
+        value = env.get(name, "").strip()
+        if not value:
+            problems.append(f"{name} is not set")
+        return value
+
+    client_id = required("VERCEL_CLIENT_ID")
+    client_secret = required("VERCEL_CLIENT_SECRET")
+    raw_key = required("TOKEN_ENCRYPTION_KEY")
+    key: EncryptionKey | None = None
+    old_keys: list[EncryptionKey] = []
+    try:
+        key = _parse_key(raw_key, "TOKEN_ENCRYPTION_KEY") if raw_key else None
+        for i, raw in enumerate(filter(None, env.get("TOKEN_ENCRYPTION_KEYS_OLD", "").split(","))):
+            old_keys.append(_parse_key(raw, f"TOKEN_ENCRYPTION_KEYS_OLD[{i}]"))
+    except SettingsError as exc:
+        problems.extend(exc.problems)
+    kv = _resolve_kv(env, problems)
+
+    optional = {field: env.get(var, "").strip() or None for field, var in _ENV_NAMES.items()}
+    if optional["redirect_uri"]:
+        optional["redirect_uri"] = _check_url(
+            optional["redirect_uri"], "VERCEL_REDIRECT_URI", problems
+        )
+    slug = optional["integration_slug"]
+    if slug and not all(c.isalnum() or c == "-" for c in slug):
+        problems.append("INTEGRATION_SLUG must be letters, digits and '-'")
+    api_url = _check_url(
+        env.get("VERCEL_API_URL", "https://api.vercel.com"), "VERCEL_API_URL", problems
+    )
+    dash_url = _check_url(
+        env.get("VERCEL_DASHBOARD_URL", "https://vercel.com"), "VERCEL_DASHBOARD_URL", problems
+    )
+    key_prefix = env.get("KV_KEY_PREFIX", "vi:")
+    if len(key_prefix) > 32 or any(c.isspace() for c in key_prefix):
+        problems.append("KV_KEY_PREFIX must be at most 32 characters without spaces")
+    kv_timeout = _float(env, "KV_TIMEOUT_SECONDS", 2.0, problems)
+    vercel_timeout = _float(env, "VERCEL_TIMEOUT_SECONDS", 10.0, problems)
+    level = env.get("LOG_LEVEL", "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        problems.append("LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+
+    if problems or key is None or kv is None:
+        raise SettingsError(problems)
+
+    for secret in (client_secret, kv.token, optional["cron_secret"], optional["admin_token"]):
+        register_secret(secret)
+    return Settings(
+        client_id=client_id,
+        client_secret=client_secret,
+        encryption_key=key,
+        old_encryption_keys=tuple(old_keys),
+        kv=kv,
+        key_prefix=key_prefix,
+        redirect_uri=optional["redirect_uri"],
+        integration_slug=slug,
+        vercel_api_url=api_url,
+        dashboard_url=dash_url,
+        cron_secret=optional["cron_secret"],
+        admin_token=optional["admin_token"],
+        spec_path=env.get("INTEGRATION_SPEC_PATH", "integration.toml"),
+        kv_timeout_s=kv_timeout,
+        vercel_timeout_s=vercel_timeout,
+        on_vercel=bool(env.get("VERCEL_ENV")),
+        log_level=level,
+    )
+
+
+_cached: Settings | None = None
+_cache_lock = threading.Lock()
+
+
+def get_settings() -> Settings:
+    """The process's settings, validated on first use (never at import time)."""
+    global _cached
+    if _cached is None:
+        with _cache_lock:
+            if _cached is None:
+                _cached = load_settings()
+    return _cached
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the dev server change the environment)."""
+    global _cached
+    with _cache_lock:
+        _cached = None

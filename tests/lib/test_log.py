@@ -1,0 +1,64 @@
+import json
+import logging
+
+import pytest
+
+from lib.log import REDACTED, JsonFormatter, redact, register_secret
+
+
+def render(msg: str, *args: object, exc: BaseException | None = None, **extra: object) -> dict:
+    record = logging.LogRecord("integration.test", logging.INFO, __file__, 1, msg, args, None)
+    if exc is not None:
+        record.exc_info = (type(exc), exc, exc.__traceback__)
+    for key, value in extra.items():
+        setattr(record, key, value)
+    return json.loads(JsonFormatter().format(record))
+
+
+def test_registered_secret_is_masked_in_message_args_and_extras() -> None:
+    register_secret("vca_supersecret_token_1")
+    line = render("token is %s", "vca_supersecret_token_1", note="x vca_supersecret_token_1 y")
+    assert "vca_supersecret_token_1" not in json.dumps(line)
+    assert line["msg"] == f"token is {REDACTED}"
+    assert line["note"] == f"x {REDACTED} y"
+
+
+def test_secret_in_exception_traceback_is_masked() -> None:
+    register_secret("client-secret-for-traceback")
+    try:
+        raise ValueError("boom client-secret-for-traceback")
+    except ValueError as exc:
+        line = render("failed", exc=exc)
+    assert "client-secret-for-traceback" not in json.dumps(line)
+    assert REDACTED in line["exc"]
+
+
+@pytest.mark.parametrize(
+    "field", ["access_token", "client_secret", "authorization", "sealed_token", "code"]
+)
+def test_secret_looking_fields_are_masked_whatever_their_value(field: str) -> None:
+    line = render("x", **{field: "unregistered-value"})
+    assert line[field] == REDACTED
+
+
+def test_bearer_credentials_are_masked_even_unregistered() -> None:
+    assert redact("Authorization: Bearer abcdefghijklmnop") == f"Authorization: Bearer {REDACTED}"
+
+
+def test_short_values_are_not_registered() -> None:
+    register_secret("abc")
+    assert redact("abc abc") == "abc abc"
+
+
+def test_longest_secret_masked_whole() -> None:
+    register_secret("overlapping-secret")
+    register_secret("overlapping-secret-longer")
+    assert redact("overlapping-secret-longer") == REDACTED
+
+
+def test_line_is_single_json_object() -> None:
+    text = JsonFormatter().format(
+        logging.LogRecord("integration.t", logging.INFO, __file__, 1, "a\nb", (), None)
+    )
+    assert "\n" not in text
+    assert json.loads(text)["msg"] == "a\nb"
