@@ -115,6 +115,25 @@ class Store:
         raw = self.kv.call("GET", self.key("inst", configuration_id), idempotent=True)
         return None if raw is None else _parse(Installation, raw, configuration_id)
 
+    def load(
+        self, configuration_id: str
+    ) -> tuple[Installation | None, dict[str, str], dict[str, ProjectRecord]]:
+        """Installation, secrets and provisioning records in one round trip."""
+        raw_inst, raw_secrets, raw_projects = self.kv.pipeline(
+            [
+                ["GET", self.key("inst", configuration_id)],
+                ["HGETALL", self.key("secrets", configuration_id)],
+                ["HGETALL", self.key("projects", configuration_id)],
+            ],
+            idempotent=True,
+        )
+        if raw_inst is None:
+            return None, {}, {}
+        inst = _parse(Installation, raw_inst, configuration_id)
+        secrets = self._open_secrets(configuration_id, raw_secrets)
+        projects = {pid: _parse(ProjectRecord, v, pid) for pid, v in _pairs(raw_projects).items()}
+        return inst, secrets, projects
+
     def installation_commands(self, installation: Installation) -> list[list[str | int | float]]:
         """The writes that store `installation` and its indexes (compose into a transaction)."""
         cfg = installation.configuration_id
@@ -188,6 +207,9 @@ class Store:
 
     def get_secrets(self, configuration_id: str) -> dict[str, str]:
         raw = self.kv.call("HGETALL", self.key("secrets", configuration_id), idempotent=True)
+        return self._open_secrets(configuration_id, raw)
+
+    def _open_secrets(self, configuration_id: str, raw: Any) -> dict[str, str]:
         out: dict[str, str] = {}
         for name, sealed in _pairs(raw).items():
             try:
@@ -205,6 +227,16 @@ class Store:
         commands = self.secret_commands(configuration_id, secrets, only_new=False)
         if commands:
             self.kv.pipeline(commands, idempotent=True)
+
+    def add_secrets(self, configuration_id: str, secrets: Mapping[str, str]) -> None:
+        """Add secrets that don't exist yet; concurrent minters agree on the first value."""
+        commands = self.secret_commands(configuration_id, secrets, only_new=True)
+        if commands:
+            self.kv.pipeline(commands, idempotent=True)
+
+    def fingerprint_key(self) -> bytes:
+        """The key for value fingerprints (see `env_plan.fingerprint`)."""
+        return self._keyring.derive("fingerprint")
 
     # -- provisioning records -------------------------------------------------------------
 

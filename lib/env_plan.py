@@ -1,0 +1,178 @@
+"""Planning one project's env vars: desired (the spec) against actual (Vercel's list).
+
+Pure: no I/O, so every ownership and conflict rule is tested directly. The plan only
+ever touches vars whose `configurationId` is our installation, except for `adopt`,
+which the operator must ask for per entry. What it can't know from the list — the
+value of an encrypted or sensitive var — it knows from the fingerprint we recorded
+when we wrote it: an HMAC of the value, keyed so a fingerprint reveals nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from lib.models import EnvPatch, EnvSpec, EnvVar
+from lib.spec import DesiredVar
+
+__all__ = ["Clash", "Plan", "Update", "fingerprint", "plan"]
+
+
+@dataclass(frozen=True)
+class Update:
+    env_id: str
+    slot: str
+    patch: EnvPatch
+
+
+@dataclass(frozen=True)
+class Clash:
+    """A var we did not create holds a key/target we want: reported, never overwritten."""
+
+    key: str
+    targets: tuple[str, ...]
+    git_branch: str | None
+    owner: str  # "user", another integration's configuration id, or "hidden"
+    env_id: str | None = None
+
+
+@dataclass
+class Plan:
+    """What to do, in the order it must be done: deletes, updates, then one batched create."""
+
+    deletes: list[str] = field(default_factory=list)  # env ids (ours, or adopted)
+    updates: list[Update] = field(default_factory=list)
+    creates: list[tuple[str, EnvSpec]] = field(default_factory=list)  # (slot, spec)
+    unchanged: list[str] = field(default_factory=list)  # slots
+    clashes: list[Clash] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)  # keys taken over (on_conflict=adopt)
+    # slot -> env id of a matched var that needs no create (unchanged or updated).
+    matched: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def writes(self) -> int:
+        return len(self.deletes) + len(self.updates) + (1 if self.creates else 0)
+
+
+def fingerprint(key: bytes, configuration_id: str, slot: str, value: str) -> str:
+    """A keyed digest of a value we wrote, to detect change without storing the value."""
+    message = f"{configuration_id}\x00{slot}\x00{value}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
+
+
+def _branch(var: EnvVar | DesiredVar) -> str | None:
+    return var.git_branch or None
+
+
+def _targets(var: EnvVar) -> set[str]:
+    return set(var.target)
+
+
+def _needs_recreate(current: str, wanted: str) -> bool:
+    """Vercel cannot PATCH a var into or out of `sensitive`."""
+    return current != wanted and "sensitive" in (current, wanted)
+
+
+def plan(
+    desired: Iterable[DesiredVar],
+    actual: Iterable[EnvVar],
+    *,
+    configuration_id: str,
+    recorded: Mapping[str, Mapping[str, str]],
+    fingerprint_of: Mapping[str, str],
+) -> Plan:
+    """Plan one project. `recorded` is slot -> {"id", "fp"} from our last write;
+    `fingerprint_of` is slot -> fingerprint of the desired value now."""
+    result = Plan()
+    actual = list(actual)
+    ours = [v for v in actual if v.configuration_id == configuration_id and v.id]
+    theirs = [v for v in actual if v.configuration_id != configuration_id]
+    taken: set[str] = set()
+
+    for want in desired:
+        targets = set(want.targets)
+        clashing = [
+            v
+            for v in theirs
+            if v.key == want.key and _branch(v) == _branch(want) and _targets(v) & targets
+        ]
+        if clashing and want.on_conflict == "adopt":
+            for var in clashing:
+                if var.id and var.id not in result.deletes:
+                    result.deletes.append(var.id)
+            result.adopted.append(want.key)
+        elif clashing:
+            for var in clashing:
+                result.clashes.append(
+                    Clash(
+                        key=want.key,
+                        targets=tuple(sorted(_targets(var) & targets)),
+                        git_branch=_branch(want),
+                        owner=var.configuration_id or "user",
+                        env_id=var.id,
+                    )
+                )
+                targets -= _targets(var)
+        if not targets:
+            continue
+        wanted_targets = [t for t in want.targets if t in targets]
+
+        same_key = [
+            v
+            for v in ours
+            if v.id not in taken and v.key == want.key and _branch(v) == _branch(want)
+        ]
+        # Prefer the var that already covers most of what we want: fewest writes.
+        same_key.sort(key=lambda v: (-len(_targets(v) & targets), v.id or ""))
+        match = same_key[0] if same_key else None
+
+        if match is None or _needs_recreate(match.type, want.type):
+            if match is not None:
+                assert match.id is not None
+                taken.add(match.id)
+                result.deletes.append(match.id)
+            result.creates.append(
+                (
+                    want.slot,
+                    EnvSpec(
+                        key=want.key,
+                        value=want.value,
+                        type=want.type,
+                        target=wanted_targets,
+                        git_branch=want.git_branch,
+                        comment=want.comment,
+                    ),
+                )
+            )
+            continue
+
+        assert match.id is not None
+        taken.add(match.id)
+        result.matched[want.slot] = match.id
+        change: dict[str, object] = {}
+        if _targets(match) != targets:
+            change["target"] = wanted_targets
+        if match.type != want.type:
+            change["type"] = want.type
+        if (match.comment or None) != (want.comment or None):
+            change["comment"] = want.comment or ""
+        record = recorded.get(want.slot, {})
+        same_value = (
+            record.get("id") == match.id and record.get("fp") == fingerprint_of[want.slot]
+        ) or (match.type == "plain" and match.decrypted is not False and match.value == want.value)
+        if not same_value:
+            change["value"] = want.value
+            change.setdefault("type", want.type)  # Vercel wants the type alongside a value
+        if change:
+            result.updates.append(Update(match.id, want.slot, EnvPatch.model_validate(change)))
+        else:
+            result.unchanged.append(want.slot)
+
+    # Ours, but no longer desired (removed from the spec, or a duplicate): delete.
+    for var in ours:
+        if var.id not in taken and var.id not in result.deletes:
+            assert var.id is not None
+            result.deletes.append(var.id)
+    return result

@@ -1,0 +1,207 @@
+from lib.env_plan import fingerprint, plan
+from lib.models import EnvVar
+from lib.spec import DesiredVar
+
+CFG = "icfg_ours"
+FPK = b"k" * 32
+
+
+def want(
+    key: str,
+    value: str = "v",
+    *,
+    type: str = "encrypted",
+    targets=("production", "preview", "development"),
+    slot: str | None = None,
+    branch: str | None = None,
+    comment: str | None = None,
+    on_conflict: str = "skip",
+) -> DesiredVar:
+    return DesiredVar(
+        slot=slot or f"{key}|{branch or ''}|0",
+        key=key,
+        value=value,
+        type=type,
+        targets=tuple(targets),
+        git_branch=branch,
+        comment=comment,
+        on_conflict=on_conflict,
+    )
+
+
+def var(
+    id: str,
+    key: str,
+    *,
+    targets=("production", "preview", "development"),
+    type: str = "encrypted",
+    cfg: str | None = CFG,
+    value: str = "ciphertext",
+    branch: str | None = None,
+    comment: str | None = None,
+) -> EnvVar:
+    return EnvVar.model_validate(
+        {
+            "id": id,
+            "key": key,
+            "target": list(targets),
+            "type": type,
+            "configurationId": cfg,
+            "value": value,
+            "gitBranch": branch,
+            "comment": comment,
+        }
+    )
+
+
+def run(desired, actual, recorded=None):
+    fps = {d.slot: fingerprint(FPK, CFG, d.slot, d.value) for d in desired}
+    return plan(
+        desired, actual, configuration_id=CFG, recorded=recorded or {}, fingerprint_of=fps
+    ), fps
+
+
+def test_empty_project_gets_one_batched_create_for_all_targets() -> None:
+    p, _ = run([want("A"), want("B", type="plain")], [])
+    assert [s.key for _, s in p.creates] == ["A", "B"]
+    assert p.creates[0][1].target == ["production", "preview", "development"]
+    assert p.writes == 1
+
+
+def test_recorded_fingerprint_makes_rerun_a_noop() -> None:
+    d = want("A", "secret")
+    p1, _fps = run(
+        [d],
+        [var("env_1", "A")],
+        recorded={d.slot: {"id": "env_1", "fp": fingerprint(FPK, CFG, d.slot, "secret")}},
+    )
+    assert p1.writes == 0
+    assert p1.unchanged == [d.slot]
+
+
+def test_changed_value_is_patched_by_id_with_type() -> None:
+    d = want("A", "new")
+    old_fp = fingerprint(FPK, CFG, d.slot, "old")
+    p, _ = run([d], [var("env_1", "A")], recorded={d.slot: {"id": "env_1", "fp": old_fp}})
+    assert [(u.env_id, u.patch.value, u.patch.type) for u in p.updates] == [
+        ("env_1", "new", "encrypted")
+    ]
+    assert not p.creates
+    assert not p.deletes
+
+
+def test_unrecorded_var_of_ours_is_patched_not_duplicated() -> None:
+    # Killed after create but before recording: the list finds it, a PATCH settles the value.
+    p, _ = run([want("A")], [var("env_1", "A")])
+    assert not p.creates
+    assert [u.env_id for u in p.updates] == ["env_1"]
+
+
+def test_plain_value_visible_in_list_needs_no_record() -> None:
+    p, _ = run([want("A", "x", type="plain")], [var("env_1", "A", type="plain", value="x")])
+    assert p.writes == 0
+
+
+def test_target_change_is_patched() -> None:
+    d = want("A", targets=("production", "preview", "development"))
+    fp = fingerprint(FPK, CFG, d.slot, "v")
+    p, _ = run(
+        [d],
+        [var("env_1", "A", targets=("production",))],
+        recorded={d.slot: {"id": "env_1", "fp": fp}},
+    )
+    assert [u.patch.target for u in p.updates] == [["production", "preview", "development"]]
+    assert p.updates[0].patch.value is None
+
+
+def test_comment_change_is_patched() -> None:
+    d = want("A", comment="new")
+    fp = fingerprint(FPK, CFG, d.slot, "v")
+    p, _ = run(
+        [d], [var("env_1", "A", comment="old")], recorded={d.slot: {"id": "env_1", "fp": fp}}
+    )
+    assert [u.patch.comment for u in p.updates] == ["new"]
+
+
+def test_encrypted_to_sensitive_is_delete_then_create() -> None:
+    d = want("A", type="sensitive", targets=("production", "preview"))
+    p, _ = run([d], [var("env_1", "A", targets=("production", "preview"))])
+    assert p.deletes == ["env_1"]
+    assert [s.type for _, s in p.creates] == ["sensitive"]
+
+
+def test_encrypted_to_plain_is_a_patch() -> None:
+    d = want("A", type="plain")
+    p, _ = run([d], [var("env_1", "A")])
+    assert not p.deletes
+    assert p.updates[0].patch.type == "plain"
+
+
+def test_user_var_is_never_touched_and_is_reported() -> None:
+    p, _ = run(
+        [want("A")], [var("env_u", "A", cfg=None, targets=("production", "preview", "development"))]
+    )
+    assert p.writes == 0
+    assert [(c.key, c.targets, c.owner) for c in p.clashes] == [
+        ("A", ("development", "preview", "production"), "user")
+    ]
+
+
+def test_partial_clash_provisions_the_free_targets() -> None:
+    p, _ = run([want("A")], [var("env_u", "A", cfg=None, targets=("production",))])
+    assert [s.target for _, s in p.creates] == [["preview", "development"]]
+    assert p.clashes[0].targets == ("production",)
+    assert "env_u" not in p.deletes
+
+
+def test_other_integrations_var_is_a_clash_too() -> None:
+    p, _ = run([want("A")], [var("env_x", "A", cfg="icfg_other")])
+    assert p.clashes[0].owner == "icfg_other"
+    assert not p.deletes
+    assert not p.updates
+
+
+def test_adopt_replaces_the_user_var() -> None:
+    p, _ = run([want("A", on_conflict="adopt")], [var("env_u", "A", cfg=None)])
+    assert p.deletes == ["env_u"]
+    assert [s.key for _, s in p.creates] == ["A"]
+    assert p.adopted == ["A"]
+
+
+def test_var_removed_from_spec_is_deleted_but_user_vars_stay() -> None:
+    p, _ = run(
+        [want("A")], [var("env_1", "A"), var("env_2", "OLD"), var("env_u", "USERS", cfg=None)]
+    )
+    assert p.deletes == ["env_2"]
+
+
+def test_different_branch_is_not_a_clash() -> None:
+    d = want("A", targets=("preview",), branch="main")
+    p, _ = run([d], [var("env_u", "A", cfg=None, targets=("preview",), branch="dev")])
+    assert not p.clashes
+    assert len(p.creates) == 1
+
+
+def test_split_sensitive_pair_matches_existing_pair() -> None:
+    prod = want("K", type="sensitive", targets=("production", "preview"), slot="K||0")
+    dev = want("K", type="encrypted", targets=("development",), slot="K||1")
+    actual = [
+        var("env_s", "K", type="sensitive", targets=("production", "preview")),
+        var("env_d", "K", type="encrypted", targets=("development",)),
+    ]
+    recorded = {
+        "K||0": {"id": "env_s", "fp": fingerprint(FPK, CFG, "K||0", "v")},
+        "K||1": {"id": "env_d", "fp": fingerprint(FPK, CFG, "K||1", "v")},
+    }
+    p, _ = run([prod, dev], actual, recorded)
+    assert p.writes == 0
+
+
+def test_narrowing_targets_then_creating_the_rest_never_conflicts() -> None:
+    # Was one encrypted var on all targets; spec now splits it (sensitive + dev).
+    prod = want("K", type="sensitive", targets=("production", "preview"), slot="K||0")
+    dev = want("K", type="encrypted", targets=("development",), slot="K||1")
+    p, _ = run([prod, dev], [var("env_1", "K")])
+    # The all-targets var is recreated as sensitive (type change), dev is created.
+    assert p.deletes == ["env_1"]
+    assert sorted(s.type for _, s in p.creates) == ["encrypted", "sensitive"]
