@@ -10,6 +10,7 @@ echoes an exception (exceptions may carry secrets).
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +30,7 @@ __all__ = [
     "Handler",
     "Request",
     "Response",
+    "bearer_matches",
     "endpoint",
 ]
 
@@ -79,6 +81,12 @@ class Request:
     @property
     def host(self) -> str:
         return self.headers.get("x-forwarded-host") or self.headers.get("host") or ""
+
+    @property
+    def is_local(self) -> bool:
+        """Served to this machine (dev server, tests): cookies can't be `Secure` over http."""
+        host = self.host.rsplit(":", 1)[0] if not self.host.startswith("[") else self.host
+        return host in ("localhost", "127.0.0.1", "[::1]") or host.startswith("[::1]")
 
     @property
     def scheme(self) -> str:
@@ -251,3 +259,12 @@ def endpoint(
         return [response.body] if request.method != "HEAD" else [b""]
 
     return app
+
+
+def bearer_matches(request: Request, expected: str | None) -> bool:
+    """Constant-time check of `Authorization: Bearer <expected>`. An unset secret never matches."""
+    header = request.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if not expected or scheme.lower() != "bearer" or not presented:
+        return False
+    return hmac.compare_digest(presented.strip().encode(), expected.encode())

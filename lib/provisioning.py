@@ -135,9 +135,11 @@ class Provisioner:
         deadline: Deadline,
         *,
         projects: Sequence[Project] | None = None,
+        only: Iterable[str] | None = None,
         installation: Installation | None = None,
     ) -> InstallationReport:
-        """Bring every reachable project (or just `projects`) of an installation in line."""
+        """Bring every reachable project of an installation in line, or just `projects`
+        (given), or just the reachable projects whose ids are in `only`."""
         report = InstallationReport(configuration_id)
         inst, secrets, records = self.store.load(configuration_id)
         inst = installation or inst
@@ -147,11 +149,17 @@ class Provisioner:
         secrets = self._ensure_secrets(configuration_id, secrets)
         client = self.client(inst, deadline)
         try:
-            targets = list(projects) if projects is not None else self._reachable(client, inst)
-            if projects is None:
-                gone = set(records) - {p.id for p in targets}
-                for project_id in sorted(gone):
-                    self.store.forget_project(configuration_id, project_id)
+            if projects is not None:
+                targets = list(projects)
+            else:
+                targets = self._reachable(client, inst)
+                if only is None:
+                    gone = set(records) - {p.id for p in targets}
+                    for project_id in sorted(gone):
+                        self.store.forget_project(configuration_id, project_id)
+                else:
+                    wanted = set(only)
+                    targets = [p for p in targets if p.id in wanted]
             report.projects = self._run_all(client, inst, targets, secrets, records, deadline)
         except _Stop as stop:
             report.outcome, report.reason = stop.outcome, stop.reason
@@ -277,13 +285,20 @@ class Provisioner:
                 if not retry:
                     break
             report.complete = not report.errors
+        except NotFound:
+            # The project was deleted (or access to it withdrawn) meanwhile: nothing to do.
+            self.store.forget_project(cfg, project.id)
+            report.complete = True
+            report.errors.clear()
+            return report
         except VercelError as exc:
+            self._record(cfg, project, written, fps, record)  # keep what did get written
             stop = _classify(exc)
             if stop is not None:
                 raise stop from None
             report.errors.append(f"{exc.code}: {type(exc).__name__}")
-        finally:
-            self._record(cfg, project, written, fps, record)
+            return report
+        self._record(cfg, project, written, fps, record)
         return report
 
     def _apply(

@@ -113,7 +113,12 @@ class Store:
 
     def get_installation(self, configuration_id: str) -> Installation | None:
         raw = self.kv.call("GET", self.key("inst", configuration_id), idempotent=True)
-        return None if raw is None else _parse(Installation, raw, configuration_id)
+        return None if raw is None else self.parse_installation(raw, configuration_id)
+
+    @staticmethod
+    def parse_installation(raw: str, configuration_id: str) -> Installation:
+        """An installation record read by a caller's own pipeline."""
+        return _parse(Installation, raw, configuration_id)
 
     def load(
         self, configuration_id: str

@@ -1,0 +1,49 @@
+"""GET /install: start an external install ("Add to Vercel") with a one-time state.
+
+The state is unguessable, single use, valid ten minutes and bound to this browser by an
+HttpOnly cookie, so a callback carrying it can only complete in the browser that began.
+`?configurationId=` marks a re-verification started by the configuration page.
+"""
+
+import re
+
+from lib.http import HTTPError, Request, Response, endpoint
+from lib.install import STATE_COOKIE, STATE_TTL_S, InstallError, start_install
+from lib.install_pages import error_page
+from lib.kv import KVError
+from lib.services import get_services
+from lib.settings import SettingsError
+from lib.spec import SpecError
+
+_CFG = re.compile(r"^icfg_[A-Za-z0-9]{1,64}$")
+
+
+def _handle(request: Request) -> Response:
+    if request.method not in ("GET", "HEAD"):
+        raise HTTPError(405, "Use GET.", headers={"Allow": "GET"})
+    cfg = request.arg("configurationId")
+    if cfg is not None and not _CFG.match(cfg):
+        raise HTTPError(400, "The parameter 'configurationId' is not valid.")
+    try:
+        services = get_services()
+        url, nonce = start_install(
+            services.store,
+            services.settings,
+            nonce=request.cookies.get(STATE_COOKIE),
+            configuration_id=cfg,
+        )
+    except (SettingsError, SpecError):
+        return error_page(InstallError(500, "misconfigured", "Misconfigured."), None)
+    except KVError:
+        return error_page(InstallError(503, "unavailable", "Storage unavailable."), None)
+    response = Response.redirect(url)
+    response.set_cookie(
+        STATE_COOKIE,
+        nonce,
+        max_age=STATE_TTL_S,
+        secure=not request.is_local,
+    )
+    return response
+
+
+app = endpoint(_handle, name="install")

@@ -1,0 +1,98 @@
+"""/provision: operator resync and drift (ADMIN_TOKEN), and the cron sweep (CRON_SECRET).
+
+POST {"configurationId": "icfg_…"} or {"all": true}, optionally "rotateSecrets": true or
+["name", …], resyncs and answers a per-project summary. GET ?configurationId= answers
+status and drift. GET ?sweep=1 (Vercel Cron) resumes pending installations.
+"""
+
+import re
+from typing import Any
+
+from lib.deadline import Deadline
+from lib.http import HTTPError, Request, Response, bearer_matches, endpoint
+from lib.kv import KVError
+from lib.operations import drift, resync, rotate_secrets, status, sweep
+from lib.services import Services, get_services
+from lib.settings import SettingsError
+from lib.spec import SpecError
+
+_CFG = re.compile(r"^icfg_[A-Za-z0-9]{1,64}$")
+_BUDGET_S = 50.0  # under the 60 s maxDuration in vercel.json
+
+
+def _handle(request: Request) -> Response:
+    if request.method not in ("GET", "POST"):
+        raise HTTPError(405, "Use GET or POST.", headers={"Allow": "GET, POST"})
+    try:
+        services = get_services()
+    except (SettingsError, SpecError):
+        raise HTTPError(500, "Integration misconfigured.") from None
+    deadline = Deadline(_BUDGET_S)
+    try:
+        if request.method == "GET" and request.arg("sweep") is not None:
+            _authorize(request, services.settings.cron_secret)
+            reports = sweep(services.provisioner, deadline)
+            return Response.json({"swept": [r.as_dict() for r in reports]})
+        _authorize(request, services.settings.admin_token)
+        if request.method == "GET":
+            return _status(request, services, deadline)
+        return _resync(request, services, deadline)
+    except KVError:
+        raise HTTPError(503, "Storage unavailable; retry.", headers={"Retry-After": "10"}) from None
+
+
+def _authorize(request: Request, secret: str | None) -> None:
+    if not bearer_matches(request, secret):
+        raise HTTPError(401, "Unauthorized.", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _configuration_id(value: Any) -> str:
+    if not isinstance(value, str) or not _CFG.match(value):
+        raise HTTPError(400, "configurationId must look like icfg_….")
+    return value
+
+
+def _status(request: Request, services: Services, deadline: Deadline) -> Response:
+    cfg = _configuration_id(request.arg("configurationId"))
+    inst = services.store.get_installation(cfg)
+    if inst is None:
+        raise HTTPError(404, "Unknown configuration.")
+    pending = cfg in services.store.pending(10_000)
+    report = {
+        "installation": status(inst, pending),
+        "drift": drift(services.provisioner, inst, deadline),
+    }
+    return Response.json(report)
+
+
+def _resync(request: Request, services: Services, deadline: Deadline) -> Response:
+    body = request.json() if request.body() else {}
+    if not isinstance(body, dict):
+        raise HTTPError(400, "Body must be a JSON object.")
+    unknown = set(body) - {"configurationId", "all", "rotateSecrets"}
+    if unknown:
+        raise HTTPError(400, f"Unknown field(s): {', '.join(sorted(unknown))}.")
+    if body.get("all") is True:
+        if "configurationId" in body or "rotateSecrets" in body:
+            raise HTTPError(400, "'all' cannot be combined with configurationId or rotateSecrets.")
+        reports = resync(services.provisioner, services.store.all_installations(), deadline)
+        return Response.json({"installations": [r.as_dict() for r in reports]})
+    cfg = _configuration_id(body.get("configurationId", request.arg("configurationId")))
+    if services.store.get_installation(cfg) is None:
+        raise HTTPError(404, "Unknown configuration.")
+    rotate = body.get("rotateSecrets")
+    if rotate is None or rotate is False:
+        report = services.provisioner.reconcile(cfg, deadline)
+    elif rotate is True or (isinstance(rotate, list) and all(isinstance(n, str) for n in rotate)):
+        try:
+            report = rotate_secrets(
+                services.provisioner, cfg, None if rotate is True else rotate, deadline
+            )
+        except ValueError as exc:
+            raise HTTPError(400, str(exc)) from None
+    else:
+        raise HTTPError(400, "rotateSecrets must be true or a list of secret names.")
+    return Response.json({"installations": [report.as_dict()]})
+
+
+app = endpoint(_handle, name="provision")

@@ -1,0 +1,33 @@
+"""POST /webhook: Vercel's signed integration events."""
+
+from lib.deadline import Deadline
+from lib.http import HTTPError, Request, Response, endpoint
+from lib.log import get_logger
+from lib.services import get_services
+from lib.settings import SettingsError
+from lib.spec import SpecError
+from lib.webhook import receive
+
+# Vercel aborts a delivery after 30 s; answer well before.
+_BUDGET_S = 22.0
+
+log = get_logger("webhook")
+
+
+def _handle(request: Request) -> Response:
+    if request.method != "POST":
+        raise HTTPError(405, "Use POST.", headers={"Allow": "POST"})
+    deadline = Deadline(_BUDGET_S)
+    body = request.body()  # 413 before reading when too large
+    try:
+        services = get_services()
+    except (SettingsError, SpecError) as exc:
+        # Fail closed: without the client secret nothing can be verified, so nothing is accepted.
+        log.error("webhook refused: configuration error", extra={"problem": str(exc)})
+        return Response.json({"error": "integration misconfigured"}, 500)
+    reply = receive(body, request.headers.get("x-vercel-signature"), services, deadline)
+    headers = {"Retry-After": str(reply.retry_after)} if reply.retry_after else None
+    return Response.json(reply.body, reply.status, headers)
+
+
+app = endpoint(_handle, name="webhook")

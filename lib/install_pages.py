@@ -1,0 +1,82 @@
+"""What the person installing sees: one page per outcome of the callback, each saying
+what happened and what to do next. Never a token, never a stack trace."""
+
+from __future__ import annotations
+
+from lib.http import Response
+from lib.install import InstallError, InstallResult
+from lib.pages import Link, page
+from lib.settings import Settings
+
+__all__ = ["error_page", "success_page"]
+
+_TITLES = {
+    "bad_request": "This install link is incomplete",
+    "bad_state": "This install link can't be used",
+    "invalid_code": "This install link has expired",
+    "mismatch": "This install link doesn't match",
+    "misconfigured": "The integration is misconfigured",
+    "unavailable": "Vercel is not answering right now",
+    "in_progress": "Your install is still being completed",
+}
+
+_ADVICE = {
+    "bad_request": "Start the install again from Vercel.",
+    "bad_state": "Start the install again from this browser; install links work once, "
+    "for ten minutes.",
+    "invalid_code": "Install links work once, for 30 minutes. Start the install again "
+    "from Vercel; if you already finished it, nothing else is needed.",
+    "mismatch": "Start the install again from Vercel.",
+    "misconfigured": "Nothing was installed. The operator of this integration has been "
+    "told; please try again later.",
+    "unavailable": "Nothing was lost. Wait a minute, then reload this page or start the "
+    "install again from Vercel.",
+    "in_progress": "Reload this page in a few seconds.",
+}
+
+
+def _restart_link(settings: Settings | None) -> list[Link]:
+    if settings is None:
+        return []
+    if settings.integration_slug:
+        return [
+            (
+                f"{settings.dashboard_url}/integrations/{settings.integration_slug}/new",
+                "Start again on Vercel",
+            )
+        ]
+    return [(f"{settings.dashboard_url}/dashboard/integrations", "Open your Vercel integrations")]
+
+
+def error_page(error: InstallError, settings: Settings | None) -> Response:
+    actions = [] if error.kind == "in_progress" else _restart_link(settings)
+    body = page(
+        _TITLES.get(error.kind, "The install could not be completed"),
+        error.message,
+        tone="error",
+        details=[_ADVICE.get(error.kind, "Start the install again from Vercel.")],
+        actions=actions,
+    )
+    headers = {"Retry-After": "30"} if error.status == 503 else None
+    return Response.html(body, error.status, headers)
+
+
+def success_page(result: InstallResult) -> Response:
+    if result.already_installed and not result.projects:
+        message = "The integration is installed. You can close this window."
+    else:
+        message = "The integration is installed and your projects are being set up."
+    details = [f"Provisioned: {name}" for name in result.projects[:50]]
+    if result.pending:
+        details.append("Some projects are still being set up; this finishes in the background.")
+    return Response.html(
+        page(
+            "Installed",
+            message,
+            tone="success",
+            details=details,
+            actions=[
+                ("/configure?configurationId=" + result.configuration_id, "View configuration")
+            ],
+        )
+    )

@@ -1,0 +1,60 @@
+"""The long-lived objects a function needs, built once per process on first use.
+
+Warm invocations reuse them (connection pools, parsed spec); nothing is built at import
+time, so a cold start pays only for imports and a misconfiguration surfaces as a clear
+error on the first request instead of a crash while loading the module.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from lib.provisioning import Provisioner
+from lib.settings import Settings, get_settings
+from lib.spec import Spec, load_spec
+from lib.store import Store, open_store
+
+__all__ = ["Services", "get_services", "reset_services"]
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    store: Store
+    spec: Spec
+    provisioner: Provisioner
+
+
+_lock = threading.Lock()
+_services: Services | None = None
+
+
+def get_services() -> Services:
+    """Settings, store, spec and provisioner. Raises `SettingsError` / `SpecError`."""
+    global _services
+    if _services is None:
+        with _lock:
+            if _services is None:
+                settings = get_settings()
+                store = open_store(settings)
+                spec = load_spec(settings.spec_path)
+                _services = Services(
+                    settings=settings,
+                    store=store,
+                    spec=spec,
+                    provisioner=Provisioner(store, spec, api_url=settings.vercel_api_url),
+                )
+    return _services
+
+
+def reset_services() -> None:
+    """Forget everything built (tests and the dev server change the environment)."""
+    global _services
+    from lib.kv import reset_kv
+    from lib.settings import reset_settings
+
+    with _lock:
+        _services = None
+    reset_settings()
+    reset_kv()

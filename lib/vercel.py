@@ -1,0 +1,923 @@
+"""A typed client for the Vercel REST API, as an Integration uses it.
+
+Two entry points:
+
+* `exchange_code(...)` turns the install callback's one-time `code` into an `OAuthToken`.
+* `VercelClient(token, team_id=..., base_url=..., deadline=...)` is bound to one
+  installation. `teamId` is added in one place (`_request`) to every call of a team
+  installation, because a forgotten `teamId` is the classic way team installs break while
+  personal ones work (anchors.md §3 item 11).
+
+Every call has connect/read/write/pool timeouts, each capped by the caller's `Deadline`.
+Failures become a `VercelError` subclass carrying `.status`, `.code` and `.retryable`.
+
+Retries (exponential backoff with full jitter, or the server's `Retry-After` / the 429
+body's `limit.reset`) happen only where repeating cannot do harm:
+
+* GET, and PATCH/DELETE of one env var or configuration by id, are idempotent: they are
+  retried on transport errors, 5xx and 429.
+* Creating env vars (POST) is not idempotent: after a timeout or a 502 the vars may well
+  exist, and a blind second POST would fail with ENV_CONFLICT or, with `upsert`, silently
+  overwrite. It is retried only when the failure proves Vercel did not act on it: the
+  connection was never made (nothing was sent), or the answer was 429 (rate limiting rejects
+  a request before processing it). Anything else is raised; the caller's reconcile re-lists
+  and continues, which is how partial work is resumed anyway.
+* The code exchange is stricter still: a code is single use, so if the request may have
+  reached Vercel a retry can only fail with `invalid_grant` and hide the real outcome. It is
+  retried only when the connection was never made. A 429 is raised, not waited out: the
+  exchange happens while a person watches the install popup.
+
+Waits never run past the deadline: if the next wait would, `DeadlineExceeded` is raised at
+once, with the last failure attached.
+
+Secrets stay secret: the token travels only in the Authorization header of each request
+(never in the shared HTTP client's default headers, never in a URL), `repr()` of a client
+does not show it, and every message derived from a response is scrubbed of the token (and,
+for the exchange, of the client secret and code) before it reaches an exception or a log.
+
+Import cost matters (every function imports this at cold start): only httpx, pydantic and
+the standard library, and no I/O at import time; the shared HTTP client is created on
+first use, once per process.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from lib.deadline import Deadline
+from lib.models import (
+    ENV_CONFLICT_CODES,
+    EnvCreateResult,
+    EnvList,
+    EnvPatch,
+    EnvSpec,
+    EnvVar,
+    IntegrationConfiguration,
+    OAuthToken,
+    Pagination,
+    Project,
+)
+
+__all__ = [
+    "DEFAULT_RETRY",
+    "DEFAULT_TIMEOUT",
+    "BadRequest",
+    "ConfigurationDisabled",
+    "Conflict",
+    "DeadlineExceeded",
+    "EnvConflict",
+    "Forbidden",
+    "InvalidClient",
+    "InvalidCode",
+    "MissingScope",
+    "NotFound",
+    "OAuthError",
+    "PaymentRequired",
+    "RateLimited",
+    "RetryPolicy",
+    "ServerError",
+    "Unauthorized",
+    "UnexpectedResponse",
+    "VercelClient",
+    "VercelError",
+    "VercelUnavailable",
+    "exchange_code",
+]
+
+log = logging.getLogger("lib.vercel")
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=15.0, write=10.0, pool=3.0)
+
+_USER_AGENT = "vercel-integration-python"
+_PROJECTS_PAGE_SIZE = "100"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class VercelError(Exception):
+    """Base of every failure this module raises.
+
+    `status` is the HTTP status (None when no answer arrived), `code` Vercel's error code
+    (or one of ours: `network_error`, `deadline_exceeded`, `unexpected_response`), and
+    `retryable` says whether the same request may succeed later — exactly the failures the
+    client itself retries for requests that are safe to repeat. `details` holds the other
+    fields of Vercel's error object. Nothing here ever contains the token.
+    """
+
+    default_code = "error"
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        details: Mapping[str, Any] | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code or self.default_code
+        self.retry_after = retry_after
+        self.details: dict[str, Any] = dict(details or {})
+        if retryable is not None:
+            self.retryable = retryable
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status!r}, code={self.code!r}, "
+            f"message={self.message!r})"
+        )
+
+
+class VercelUnavailable(VercelError):
+    """No answer: connection refused or reset, timeout, broken response."""
+
+    default_code = "network_error"
+    retryable = True
+
+
+class DeadlineExceeded(VercelError):
+    """The caller's deadline ran out (or would have, during the next wait) before an
+    answer. `last_error` is the failure that was being retried, if any."""
+
+    default_code = "deadline_exceeded"
+    retryable = True
+
+    def __init__(self, message: str, *, last_error: VercelError | None = None) -> None:
+        super().__init__(
+            message,
+            status=last_error.status if last_error else None,
+            retry_after=last_error.retry_after if last_error else None,
+        )
+        self.last_error = last_error
+
+
+class UnexpectedResponse(VercelError):
+    """A success status whose body is not what Vercel documents, or a pagination loop."""
+
+    default_code = "unexpected_response"
+
+
+class BadRequest(VercelError):
+    """400 and any other 4xx without a more specific meaning."""
+
+    default_code = "bad_request"
+
+
+class Unauthorized(VercelError):
+    """The token is invalid or revoked: 401, or 403 with `invalidToken`/`missingToken`."""
+
+    default_code = "unauthorized"
+
+
+class PaymentRequired(VercelError):
+    default_code = "payment_required"
+
+
+class Forbidden(VercelError):
+    default_code = "forbidden"
+
+
+class MissingScope(Forbidden):
+    """The token lacks a permission (integration scope) or team scope for this call."""
+
+
+class ConfigurationDisabled(Forbidden):
+    """403 `integration_configuration_disabled`: every call fails until re-enabled."""
+
+    default_code = "integration_configuration_disabled"
+
+
+class NotFound(VercelError):
+    """404, and 410 Gone."""
+
+    default_code = "not_found"
+
+
+class Conflict(VercelError):
+    """409 other than an env conflict (e.g. the project is being transferred)."""
+
+    default_code = "conflict"
+
+
+class EnvConflict(VercelError):
+    """An env var with this key, target and branch already exists
+    (`ENV_CONFLICT` / `ENV_ALREADY_EXISTS`, seen on 400, 403 and 409)."""
+
+    default_code = "ENV_CONFLICT"
+
+    @property
+    def key(self) -> str | None:
+        value = self.details.get("key") or self.details.get("envVarKey")
+        return str(value) if value else None
+
+    @property
+    def target(self) -> list[str]:
+        value = self.details.get("target")
+        if isinstance(value, str):
+            return [value]
+        return [str(t) for t in value] if isinstance(value, list) else []
+
+    @property
+    def git_branch(self) -> str | None:
+        value = self.details.get("gitBranch")
+        return str(value) if value else None
+
+    @property
+    def env_var_id(self) -> str | None:
+        value = self.details.get("envVarId")
+        return str(value) if value else None
+
+
+class RateLimited(VercelError):
+    """429. `retry_after` is how long Vercel asked us to wait, when it said."""
+
+    default_code = "rate_limited"
+    retryable = True
+
+
+class ServerError(VercelError):
+    default_code = "server_error"
+    retryable = True
+
+
+class OAuthError(VercelError):
+    """The code exchange was refused for a reason that is neither of the two below."""
+
+    default_code = "oauth_error"
+
+
+class InvalidCode(OAuthError):
+    """The code is unknown, expired, already used, or was issued for another redirect URI:
+    the user has to start the install again (or it already succeeded on a first try)."""
+
+    default_code = "invalid_grant"
+
+
+class InvalidClient(OAuthError):
+    """Our client id or secret was refused: a deployment misconfiguration."""
+
+    default_code = "invalid_client"
+
+
+# --------------------------------------------------------------------------- retry policy
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many attempts, how long between them; the clocks are injectable for tests.
+
+    `now` is the wall clock, needed to turn an HTTP-date `Retry-After` or an epoch
+    `limit.reset` into a wait. Server hints are used as given (plus up to `backoff` of
+    jitter so many instances don't return at the same instant) — the deadline caps them.
+    """
+
+    max_attempts: int = 4
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    random: Callable[[], float] = field(default=random.random, repr=False)
+    now: Callable[[], float] = field(default=time.time, repr=False)
+
+    def wait(self, retry: int, hint: float | None) -> float:
+        """Seconds to wait before retry number `retry` (1-based)."""
+        if hint is not None:
+            return hint + self.random() * self.backoff
+        return self.random() * min(self.max_backoff, self.backoff * 2.0 ** (retry - 1))
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+class _Replay(enum.Enum):
+    """When a failed request may be sent again (see the module docstring)."""
+
+    IDEMPOTENT = "idempotent"
+    IF_UNSENT_OR_REJECTED = "if unsent or rate limited"
+    IF_UNSENT = "if unsent"
+
+
+# Failures raised before a single byte of the request left: nothing can have happened.
+_UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Our own bugs or configuration, not Vercel's weather.
+_PERMANENT_TRANSPORT = (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.ProxyError)
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+class _Redactor:
+    """Removes known secrets from anything derived from a response."""
+
+    def __init__(self, *secrets: str) -> None:
+        self._secrets = [s for s in secrets if s]
+
+    def text(self, value: str) -> str:
+        for secret in self._secrets:
+            value = value.replace(secret, "[redacted]")
+        return value
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(str(k)): self.value(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.value(v) for v in value]
+        return value
+
+
+class _SharedClient:
+    """One keep-alive `httpx.Client` per process, created on first use.
+
+    httpx.Client is thread-safe. The pid check makes a forked worker build its own pool
+    instead of sharing sockets with its parent.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._client: httpx.Client | None = None
+        self._pid = 0
+
+    def get(self) -> httpx.Client:
+        client, pid = self._client, os.getpid()
+        if client is not None and self._pid == pid:
+            return client
+        with self._lock:
+            if self._client is None or self._pid != pid:
+                self._client, self._pid = _new_http_client(None), pid
+            return self._client
+
+
+def _new_http_client(transport: httpx.BaseTransport | None) -> httpx.Client:
+    # No base_url and no Authorization here: one pool serves every installation, and the
+    # token is given per request. trust_env=False: no proxy or netrc surprises.
+    return httpx.Client(
+        transport=transport,
+        timeout=DEFAULT_TIMEOUT,
+        limits=httpx.Limits(max_connections=32, max_keepalive_connections=16, keepalive_expiry=30),
+        follow_redirects=False,
+        trust_env=False,
+        headers={"User-Agent": _USER_AGENT, "Accept": "application/json"},
+    )
+
+
+_shared = _SharedClient()
+
+
+def _base_url(url: str) -> str:
+    parsed = httpx.URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError("base_url must be an absolute http(s) URL")
+    return url.rstrip("/")
+
+
+def _segment(value: str) -> str:
+    """A path segment from a caller's id or name, unable to change the path."""
+    if value in ("", ".", ".."):
+        raise ValueError(f"invalid path segment {value!r}")
+    return quote(value, safe="")
+
+
+def _capped(timeout: httpx.Timeout, remaining: float) -> httpx.Timeout:
+    def cap(value: float | None) -> float:
+        return remaining if value is None else min(float(value), remaining)
+
+    return httpx.Timeout(
+        connect=cap(timeout.connect),
+        read=cap(timeout.read),
+        write=cap(timeout.write),
+        pool=cap(timeout.pool),
+    )
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _retry_after(response: httpx.Response, details: Mapping[str, Any], now: float) -> float | None:
+    """The longest wait the server asked for: `Retry-After` (seconds or HTTP date) and,
+    on a 429, `limit.resetMs`/`limit.reset` (epoch ms / epoch seconds)."""
+    hints: list[float] = []
+    header = response.headers.get("retry-after", "").strip()
+    if header:
+        try:
+            seconds = float(header)
+        except ValueError:
+            try:
+                seconds = email.utils.parsedate_to_datetime(header).timestamp() - now
+            except (TypeError, ValueError, IndexError):
+                seconds = math.nan
+        if math.isfinite(seconds):
+            hints.append(seconds)
+    limit = details.get("limit")
+    if isinstance(limit, Mapping):
+        reset_ms, reset = _number(limit.get("resetMs")), _number(limit.get("reset"))
+        if reset_ms is not None:
+            hints.append(reset_ms / 1000.0 - now)
+        elif reset is not None:
+            hints.append(reset - now)
+    return max(0.0, *hints) if hints else None
+
+
+def _json_body(response: httpx.Response) -> Any:
+    try:
+        return response.json() if response.content else None
+    except ValueError:
+        return None
+
+
+def _error_fields(body: Any) -> tuple[str | None, str, dict[str, Any]]:
+    """(code, message, other fields) from every error shape Vercel is known to use:
+    `{"error": {"code", "message", ...}}`, the same under `err` (the CLI notes some APIs
+    do that), a flat `{"code", "message"}`, and OAuth's `{"error", "error_description"}`."""
+    if not isinstance(body, dict):
+        return None, "", {}
+    inner = body.get("error", body.get("err"))
+    if isinstance(inner, str):
+        message = body.get("error_description") or body.get("message") or ""
+        rest = {k: v for k, v in body.items() if k not in ("error", "error_description")}
+        return inner, str(message), rest
+    fields = inner if isinstance(inner, dict) else body
+    code = fields.get("code")
+    rest = {k: v for k, v in fields.items() if k not in ("code", "message")}
+    return (str(code) if code is not None else None), str(fields.get("message") or ""), rest
+
+
+_SCOPE_CODES = frozenset(
+    {"missing_scope", "insufficient_scope", "scope_missing", "team_unauthorized"}
+)
+
+
+def _api_error_class(
+    status: int, code: str | None, message: str, details: Mapping[str, Any]
+) -> type[VercelError]:
+    if code in ENV_CONFLICT_CODES:
+        return EnvConflict
+    if code == "integration_configuration_disabled":
+        return ConfigurationDisabled
+    if status == 429 or code == "rate_limited":
+        return RateLimited
+    if status >= 500:
+        return ServerError
+    if status == 401 or details.get("invalidToken") or details.get("missingToken"):
+        return Unauthorized
+    if status == 402 or code == "PAYMENT_REQUIRED":
+        return PaymentRequired
+    if status == 403:
+        if code in _SCOPE_CODES or "scope" in details or "scope" in message.lower():
+            return MissingScope
+        return Forbidden
+    if status in (404, 410):
+        return NotFound
+    if status == 409:
+        return Conflict
+    return BadRequest
+
+
+def _oauth_error_class(
+    status: int, code: str | None, message: str, details: Mapping[str, Any]
+) -> type[VercelError]:
+    if status == 429 or status >= 500:
+        return _api_error_class(status, code, message, details)
+    key, text = (code or "").lower(), message.lower()
+    if "client" in key or "secret" in key:
+        return InvalidClient
+    if "grant" in key or "code" in key:
+        return InvalidCode
+    if status == 401:
+        return InvalidClient
+    if "authorization code" in text or "grant" in text:
+        return InvalidCode
+    if "client" in text:
+        return InvalidClient
+    return OAuthError
+
+
+_Classifier = Callable[[int, str | None, str, Mapping[str, Any]], type[VercelError]]
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One logical request; `_send` may put it on the wire more than once."""
+
+    method: str
+    url: str
+    where: str  # "GET /v10/projects" for messages and logs: no query, no secrets
+    params: Mapping[str, str]
+    headers: Mapping[str, str]
+    replay: _Replay
+    classify: _Classifier
+    redact: _Redactor
+    json: Any = None
+    data: Mapping[str, str] | None = None
+
+
+def _http_error(call: _Call, response: httpx.Response, now: float) -> VercelError:
+    code, message, details = _error_fields(_json_body(response))
+    code = call.redact.text(code) if code else None
+    message = call.redact.text(message)
+    details = call.redact.value(details)
+    cls = call.classify(response.status_code, code, message, details)
+    text = f"Vercel {call.where}: HTTP {response.status_code}"
+    text += f" {code}" if code else ""
+    text += f": {message}" if message else ""
+    return cls(
+        text,
+        status=response.status_code,
+        code=code,
+        retry_after=_retry_after(response, details, now),
+        details=details,
+    )
+
+
+def _should_retry(call: _Call, error: VercelError, transport_error: Exception | None) -> bool:
+    if not error.retryable:
+        return False
+    if call.replay is _Replay.IDEMPOTENT:
+        return True
+    if isinstance(transport_error, _UNSENT):
+        return True
+    return call.replay is _Replay.IF_UNSENT_OR_REJECTED and error.status == 429
+
+
+def _send(
+    http: httpx.Client,
+    call: _Call,
+    *,
+    deadline: Deadline,
+    timeout: httpx.Timeout,
+    policy: RetryPolicy,
+) -> httpx.Response:
+    """Send `call` until it succeeds, fails for good, or the deadline says stop."""
+    last: VercelError | None = None
+    attempt = 0
+    while True:
+        attempt += 1
+        if deadline.expired:
+            raise DeadlineExceeded(f"Vercel {call.where}: deadline exceeded", last_error=last)
+        transport_error: Exception | None = None
+        try:
+            response = http.request(
+                call.method,
+                call.url,
+                params=call.params,
+                headers=call.headers,
+                json=call.json,
+                data=call.data,
+                timeout=_capped(timeout, deadline.remaining()),
+            )
+        except httpx.TransportError as exc:
+            transport_error = exc
+            error: VercelError = VercelUnavailable(
+                f"Vercel {call.where}: {type(exc).__name__}: {call.redact.text(str(exc))}",
+                retryable=not isinstance(exc, _PERMANENT_TRANSPORT),
+            )
+        else:
+            if response.is_success:
+                return response
+            error = _http_error(call, response, policy.now())
+        if transport_error is not None:
+            error.__cause__ = transport_error
+        last = error
+        if attempt >= policy.max_attempts or not _should_retry(call, error, transport_error):
+            raise error
+        wait = policy.wait(attempt, error.retry_after)
+        if wait >= deadline.remaining():
+            raise DeadlineExceeded(
+                f"Vercel {call.where}: deadline exceeded (next attempt due in {wait:.1f}s)",
+                last_error=error,
+            ) from error
+        log.info(
+            "Vercel %s: %s (status %s); retry %d of %d in %.2fs",
+            call.where,
+            error.code,
+            error.status,
+            attempt,
+            policy.max_attempts - 1,
+            wait,
+        )
+        policy.sleep(wait)
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _invalid(where: str, problem: str) -> UnexpectedResponse:
+    return UnexpectedResponse(f"Vercel {where}: unexpected response: {problem}")
+
+
+def _parse(model: type[_M], value: Any, where: str) -> _M:
+    """Validate a payload; the error names fields, never values (they may be secrets)."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)[:5]
+        )
+        raise _invalid(where, f"{model.__name__}: {problems}") from None
+
+
+def _body(response: httpx.Response, where: str) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        raise _invalid(where, "body is not JSON") from None
+
+
+# --------------------------------------------------------------------------- code exchange
+
+
+def exchange_code(
+    code: str,
+    *,
+    client_id: str,
+    client_secret: str,
+    redirect_uri: str,
+    base_url: str,
+    deadline: Deadline,
+    transport: httpx.BaseTransport | None = None,
+    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> OAuthToken:
+    """`POST /v2/oauth/access_token`: the install callback's code for a long-lived token.
+
+    Raises `InvalidCode` (bad, used or expired code: the user must restart the install),
+    `InvalidClient` (our credentials are wrong), `OAuthError` (other refusals),
+    `ServerError`/`RateLimited`/`VercelUnavailable`/`DeadlineExceeded` (try again later —
+    with a new code if the request may have reached Vercel). Retried only when nothing
+    was sent; see the module docstring for why.
+    """
+    path = "/v2/oauth/access_token"
+    call = _Call(
+        method="POST",
+        url=_base_url(base_url) + path,
+        where=f"POST {path}",
+        params={},
+        headers={},
+        replay=_Replay.IF_UNSENT,
+        classify=_oauth_error_class,
+        redact=_Redactor(client_secret, code),
+        data={
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "code": code,
+            "redirect_uri": redirect_uri,
+        },
+    )
+    if transport is None:
+        response = _send(_shared.get(), call, deadline=deadline, timeout=timeout, policy=retry)
+    else:
+        with _new_http_client(transport) as http:
+            response = _send(http, call, deadline=deadline, timeout=timeout, policy=retry)
+    return _parse(OAuthToken, _body(response, call.where), call.where)
+
+
+# --------------------------------------------------------------------------- REST client
+
+
+class VercelClient:
+    """The REST API as one installation sees it.
+
+    Bound to the installation's token and team (None for a personal account) and to a
+    `Deadline` for the unit of work it serves; `with_deadline` gives a copy with another.
+    Cheap to create: the connection pool is shared per process. `transport` replaces the
+    network for tests (the client then has its own pool).
+    """
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        team_id: str | None,
+        base_url: str,
+        deadline: Deadline,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not token:
+            raise ValueError("token is required")
+        self._token = token
+        self._team_id = team_id or None
+        self._base_url = _base_url(base_url)
+        self._deadline = deadline
+        self._timeout = timeout
+        self._retry = retry
+        self._own_http = _new_http_client(transport) if transport is not None else None
+        self._redact = _Redactor(token)
+
+    @property
+    def team_id(self) -> str | None:
+        return self._team_id
+
+    @property
+    def deadline(self) -> Deadline:
+        return self._deadline
+
+    def with_deadline(self, deadline: Deadline) -> VercelClient:
+        clone = object.__new__(VercelClient)
+        clone.__dict__.update(self.__dict__)
+        clone._deadline = deadline
+        return clone
+
+    def __repr__(self) -> str:
+        return f"VercelClient(base_url={self._base_url!r}, team_id={self._team_id!r})"
+
+    # -- projects
+
+    def list_projects(self) -> list[Project]:
+        """Every project the installation can see, following `pagination.next` to the end."""
+        where = "GET /v10/projects"
+        projects: dict[str, Project] = {}
+        for page in self._pages("/v10/projects", "from", {"limit": _PROJECTS_PAGE_SIZE}):
+            items = page if isinstance(page, list) else _items(page, "projects", where)
+            for item in items:
+                project = _parse(Project, item, where)
+                projects.setdefault(project.id, project)
+        return list(projects.values())
+
+    def get_project(self, id_or_name: str) -> Project:
+        path = f"/v9/projects/{_segment(id_or_name)}"
+        return _parse(Project, self._get(path), f"GET {path}")
+
+    # -- environment variables
+
+    def list_env(self, project: str) -> EnvList:
+        """All env vars of a project (values of encrypted vars are ciphertext)."""
+        path = f"/v10/projects/{_segment(project)}/env"
+        where = f"GET {path}"
+        envs: dict[str, EnvVar] = {}
+        hidden = 0
+        for page in self._pages(path, "until", {}):
+            if isinstance(page, dict) and "envs" not in page and "key" in page:
+                items: list[Any] = [page]  # the spec's third shape: one env object
+            else:
+                items = page if isinstance(page, list) else _items(page, "envs", where)
+                if isinstance(page, dict):
+                    hidden = max(hidden, _int(page.get("hiddenProductionEnvCount")))
+            for item in items:
+                env = _parse(EnvVar, item, where)
+                envs.setdefault(env.id or f"#{len(envs)}", env)
+        return EnvList(envs=list(envs.values()), hidden_production_env_count=hidden)
+
+    def create_env(
+        self,
+        project: str,
+        items: EnvSpec | Mapping[str, Any] | Sequence[EnvSpec | Mapping[str, Any]],
+        *,
+        upsert: bool = False,
+    ) -> EnvCreateResult:
+        """Create one var (object body) or several in one call (array body).
+
+        A 201 may still list per-var failures in `failed`; a conflict on a single-object
+        body arrives as an error status and is raised as `EnvConflict`.
+        """
+        path = f"/v10/projects/{_segment(project)}/env"
+        body: Any
+        if isinstance(items, (EnvSpec, Mapping)):
+            body = _spec(items).to_wire()
+        else:
+            body = [_spec(item).to_wire() for item in items]
+            if not body:
+                return EnvCreateResult()
+        response = self._request(
+            "POST",
+            path,
+            params={"upsert": "true"} if upsert else None,
+            json=body,
+            replay=_Replay.IF_UNSENT_OR_REJECTED,
+        )
+        return _parse(EnvCreateResult, _body(response, f"POST {path}"), f"POST {path}")
+
+    def get_env_decrypted(self, project: str, env_id: str) -> EnvVar:
+        path = f"/v1/projects/{_segment(project)}/env/{_segment(env_id)}"
+        return _parse(EnvVar, self._get(path), f"GET {path}")
+
+    def edit_env(
+        self, project: str, env_id: str, patch: EnvPatch | Mapping[str, Any]
+    ) -> EnvVar | None:
+        """PATCH by id. Idempotent (the same fields set to the same values), so retried.
+        Vercel documents the answer as nullable, hence the Optional."""
+        path = f"/v9/projects/{_segment(project)}/env/{_segment(env_id)}"
+        change = patch if isinstance(patch, EnvPatch) else EnvPatch.model_validate(patch)
+        body = _body(self._request("PATCH", path, json=change.to_wire()), f"PATCH {path}")
+        return None if body is None else _parse(EnvVar, body, f"PATCH {path}")
+
+    def delete_env(self, project: str, env_id: str) -> None:
+        """DELETE by id. Retried; a retry after a lost answer may raise `NotFound`, which
+        callers should take as done."""
+        self._request("DELETE", f"/v9/projects/{_segment(project)}/env/{_segment(env_id)}")
+
+    # -- integration configurations
+
+    def get_configuration(self, configuration_id: str) -> IntegrationConfiguration:
+        path = f"/v1/integrations/configuration/{_segment(configuration_id)}"
+        return _parse(IntegrationConfiguration, self._get(path), f"GET {path}")
+
+    def list_configurations(self, *, view: str = "account") -> list[IntegrationConfiguration]:
+        """`view` is required by Vercel: `account` or `project` (the latter hides
+        configurations made for the authorization flow)."""
+        path = "/v1/integrations/configurations"
+        body = self._get(path, params={"view": view})
+        items = body if isinstance(body, list) else _items(body, "configurations", f"GET {path}")
+        return [_parse(IntegrationConfiguration, item, f"GET {path}") for item in items]
+
+    def delete_configuration(self, configuration_id: str) -> None:
+        """Uninstall from our side (204). Retried; `NotFound` on a retry means done."""
+        self._request("DELETE", f"/v1/integrations/configuration/{_segment(configuration_id)}")
+
+    # -- plumbing
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        replay: _Replay = _Replay.IDEMPOTENT,
+    ) -> httpx.Response:
+        """The one place a request is built: teamId and the token are added here."""
+        query = dict(params or {})
+        if self._team_id is not None:
+            query["teamId"] = self._team_id
+        call = _Call(
+            method=method,
+            url=self._base_url + path,
+            where=f"{method} {path}",
+            params=query,
+            headers={"Authorization": f"Bearer {self._token}"},
+            replay=replay,
+            classify=_api_error_class,
+            redact=self._redact,
+            json=json,
+        )
+        http = self._own_http or _shared.get()
+        return _send(http, call, deadline=self._deadline, timeout=self._timeout, policy=self._retry)
+
+    def _get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        return _body(self._request("GET", path, params=params), f"GET {path}")
+
+    def _pages(self, path: str, cursor: str, params: Mapping[str, str]) -> Iterator[Any]:
+        """Each page's body, following `pagination.next` passed back as `cursor`, until
+        it is null. No page cap (the deadline bounds the loop); a cursor seen before means
+        the server is looping, which is raised rather than silently truncated."""
+        query = dict(params)
+        seen: set[str] = set()
+        while True:
+            page = self._get(path, query)
+            yield page
+            pagination = page.get("pagination") if isinstance(page, dict) else None
+            if not pagination:
+                return
+            next_cursor = _parse(Pagination, pagination, f"GET {path}").next
+            if next_cursor is None or next_cursor == "":
+                return
+            token = str(next_cursor)
+            if token in seen:
+                raise _invalid(f"GET {path}", f"pagination repeats cursor {token!r}")
+            seen.add(token)
+            query[cursor] = token
+
+
+def _spec(item: EnvSpec | Mapping[str, Any]) -> EnvSpec:
+    return item if isinstance(item, EnvSpec) else EnvSpec.model_validate(item)
+
+
+def _items(body: Any, key: str, where: str) -> list[Any]:
+    if body is None:
+        return []
+    if not isinstance(body, dict) or not isinstance(body.get(key, []), list):
+        raise _invalid(where, f"expected a list under {key!r}")
+    items: list[Any] = body.get(key, [])
+    return items
+
+
+def _int(value: Any) -> int:
+    number = _number(value)
+    return int(number) if number is not None else 0
