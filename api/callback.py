@@ -7,13 +7,17 @@ install unfinished on Vercel's side. What was provisioned is shown on the config
 page. Without a usable `next`, a success page says the install is done.
 """
 
+from urllib.parse import quote
+
+from lib import session
 from lib.deadline import Deadline
 from lib.http import HTTPError, Request, Response, endpoint
 from lib.install import STATE_COOKIE, InstallError, complete_install, parse_callback
 from lib.install_pages import error_page, success_page
 from lib.kv import KVError
 from lib.log import get_logger
-from lib.services import get_services
+from lib.services import Services, get_services
+from lib.session import SESSION_COOKIE, SESSION_TTL_S
 from lib.settings import SettingsError
 from lib.spec import SpecError
 
@@ -35,7 +39,7 @@ def _handle(request: Request) -> Response:
         return error_page(InstallError(500, "misconfigured", "Misconfigured."), None)
     try:
         params = parse_callback(request.query, services.settings)
-        result, inst, _ = complete_install(
+        result, inst, state = complete_install(
             params,
             store=services.store,
             settings=services.settings,
@@ -49,6 +53,10 @@ def _handle(request: Request) -> Response:
         return error_page(
             InstallError(503, "unavailable", "Storage unavailable."), services.settings
         )
+    if state is not None and "configurationId" in state:
+        # A session only when a token was exchanged just now: Vercel vouched for this user.
+        got = inst.configuration_id if inst is not None else None
+        return _verified(request, services, got, state["configurationId"])
     if inst is not None:
         report = services.provisioner.reconcile(
             inst.configuration_id, deadline.within(_PROVISION_BUDGET_S), installation=inst
@@ -58,6 +66,24 @@ def _handle(request: Request) -> Response:
     if result.next:
         return Response.redirect(result.next)
     return success_page(result)
+
+
+def _verified(request: Request, services: Services, got: str | None, wanted: str) -> Response:
+    """The configuration page's re-verification came back: open a session if it matches."""
+    if got is None:
+        err = InstallError(409, "in_progress", "Please open the configuration page again.")
+        return error_page(err, services.settings)
+    if got != wanted:
+        err = InstallError(403, "mismatch", "You signed in to a different installation.")
+        return error_page(err, services.settings)
+    response = Response.redirect(f"/configure?configurationId={quote(wanted)}")
+    response.set_cookie(
+        SESSION_COOKIE,
+        session.issue(services.store.keyring, wanted),
+        max_age=SESSION_TTL_S,
+        secure=not request.is_local,
+    )
+    return response
 
 
 app = endpoint(_handle, name="callback")

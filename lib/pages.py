@@ -33,6 +33,7 @@ def page(
     details: Iterable[str] = (),
     actions: Iterable[Link] = (),
     body: safe | None = None,
+    wide: bool = False,
 ) -> str:
     """A complete page: a heading, a message, optional details, and action links."""
     items = "".join(f"<li>{_text(d)}</li>" for d in details)
@@ -51,7 +52,7 @@ def page(
 <link rel="stylesheet" href="/styles.css">
 </head>
 <body>
-<main class="card {escape(tone)}" aria-labelledby="title">
+<main class="card{" wide" if wide else ""} {escape(tone)}" aria-labelledby="title">
 <h1 id="title">{escape(title)}</h1>
 <p role="{"alert" if tone == "error" else "status"}">{_text(message)}</p>
 {f"<ul>{items}</ul>" if items else ""}

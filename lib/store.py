@@ -93,6 +93,10 @@ class Store:
         self._keyring = keyring
         self._p = prefix
 
+    @property
+    def keyring(self) -> Keyring:
+        return self._keyring
+
     # -- keys ---------------------------------------------------------------------------
 
     def key(self, kind: str, ident: str = "") -> str:

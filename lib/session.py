@@ -1,0 +1,69 @@
+"""Who is looking at a configuration page: a short-lived session bound to one installation.
+
+Vercel opens the Configuration URL with `configurationId`, which proves nothing (anyone can
+type it). A session is issued only after the browser went through Vercel's install flow
+again and the exchanged token's `installation_id` matched that configuration, i.e. after
+Vercel itself vouched for this user. Sessions and CSRF tokens are HMAC-signed with keys
+derived from the encryption key, so no session store is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from lib.crypto import CryptoError, Keyring, sign_token, verify_token
+
+__all__ = [
+    "CSRF_FIELD",
+    "SESSION_COOKIE",
+    "SESSION_TTL_S",
+    "csrf_token",
+    "issue",
+    "verify",
+    "verify_csrf",
+]
+
+SESSION_COOKIE = "vi_session"
+SESSION_TTL_S = 30 * 60
+CSRF_FIELD = "csrf"
+
+
+def issue(keyring: Keyring, configuration_id: str) -> str:
+    return sign_token(
+        keyring.derive("session"),
+        {"cfg": configuration_id, "sid": secrets.token_urlsafe(12)},
+        SESSION_TTL_S,
+    )
+
+
+def verify(keyring: Keyring, cookie: str | None, configuration_id: str) -> str | None:
+    """The session id when `cookie` is a live session for exactly this configuration."""
+    if not cookie:
+        return None
+    try:
+        payload = verify_token(keyring.derive("session"), cookie)
+    except CryptoError:
+        return None
+    if payload.get("cfg") != configuration_id or not isinstance(payload.get("sid"), str):
+        return None
+    return str(payload["sid"])
+
+
+def csrf_token(keyring: Keyring, session_id: str) -> str:
+    """A form token tied to one session (a stolen form token is useless without its cookie)."""
+    return sign_token(keyring.derive("csrf"), {"s": _h(session_id)}, SESSION_TTL_S)
+
+
+def verify_csrf(keyring: Keyring, token: str | None, session_id: str) -> bool:
+    if not token:
+        return False
+    try:
+        payload = verify_token(keyring.derive("csrf"), token)
+    except CryptoError:
+        return False
+    return secrets.compare_digest(str(payload.get("s", "")), _h(session_id))
+
+
+def _h(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()[:32]
