@@ -7,6 +7,7 @@ them the same way.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Iterator
@@ -35,10 +36,8 @@ class _QuietHandler(WSGIRequestHandler):
 
     def handle(self) -> None:
         # Clients that drop connections (tests, fault injection) are normal here.
-        try:
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
             super().handle()
-        except (ConnectionResetError, BrokenPipeError):
-            pass
 
 
 class RunningServer:
@@ -73,7 +72,9 @@ def start(app: WSGIApplication, host: str = "127.0.0.1", port: int = 0) -> Runni
 
 
 @contextmanager
-def running(app: WSGIApplication, host: str = "127.0.0.1", port: int = 0) -> Iterator[RunningServer]:
+def running(
+    app: WSGIApplication, host: str = "127.0.0.1", port: int = 0
+) -> Iterator[RunningServer]:
     """Context-managed `start`, for tests."""
     srv = start(app, host, port)
     try:

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from lib.deadline import Deadline
+from lib.kv import set_succeeded
 from lib.log import get_logger, register_secret
 from lib.models import IntegrationConfiguration, OAuthToken
 from lib.settings import Settings
@@ -215,7 +216,7 @@ def complete_install(
     if params.state:
         commands.append(["GETDEL", store.key("state", params.state)])
     replies = store.kv.pipeline(commands)
-    got_lock, existing_raw = replies[0] == "OK", replies[1]
+    got_lock, existing_raw = set_succeeded(replies[0]), replies[1]
     existing = store.parse_installation(existing_raw, cfg) if existing_raw else None
 
     state_payload: dict[str, Any] | None = None

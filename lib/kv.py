@@ -24,7 +24,15 @@ from upstash_redis.errors import UpstashError
 from lib import kv_metrics
 from lib.settings import Settings
 
-__all__ = ["KV", "KVCommandError", "KVError", "KVUnavailable", "get_kv", "reset_kv"]
+__all__ = [
+    "KV",
+    "KVCommandError",
+    "KVError",
+    "KVUnavailable",
+    "get_kv",
+    "reset_kv",
+    "set_succeeded",
+]
 
 Arg = str | int | float
 Command = Sequence[Arg]
@@ -110,6 +118,11 @@ class KV:
                     raise KVUnavailable(f"KV store unavailable ({type(exc).__name__})") from None
                 time.sleep(random.uniform(0.02, 0.08) * (attempt + 1))  # noqa: S311 - jitter
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def set_succeeded(reply: Any) -> bool:
+    """Whether a `SET … NX` took effect: the SDK turns Upstash's "OK" into True."""
+    return reply is True or reply == "OK"
 
 
 def _describe(exc: UpstashError) -> str:

@@ -27,7 +27,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lib.crypto import CryptoError, Keyring
-from lib.kv import KV, get_kv
+from lib.kv import KV, get_kv, set_succeeded
 from lib.log import register_secret
 from lib.settings import Settings
 
@@ -306,7 +306,7 @@ class Store:
         ok = self.kv.call(
             "SET", self.key("state", state_id), json.dumps(payload), "NX", "EX", ttl_s
         )
-        return bool(ok == "OK")
+        return set_succeeded(ok)
 
     def take_state(self, state_id: str) -> dict[str, Any] | None:
         """Consume a state: the first caller gets it, every later caller gets None."""
