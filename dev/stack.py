@@ -1,0 +1,247 @@
+"""`make dev`: the KV gateway, the Vercel API emulator and the functions dev server.
+
+All three run on threads of this one process, so Ctrl-C or SIGTERM stops everything
+and nothing is left behind. Every setting has a development default below; the same
+environment variable production uses overrides it, and `DEV_PORT`, `EMULATOR_PORT`,
+`KV_PORT` (0 = any free port) and `REDIS_URL` (the gateway's backing Redis) move the
+servers. The defaults are applied to `os.environ` before any function is loaded, so
+functions read their configuration exactly as they do on Vercel.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, ModuleType
+from typing import Any, TextIO
+
+from dev import kv_gateway
+from dev.devserver import create_app as create_devserver
+from dev.devserver import discover_functions
+from dev.serve import RunningServer, start
+
+__all__ = [
+    "DEFAULT_PORTS",
+    "DEVELOPMENT_SETTINGS",
+    "ROOT",
+    "Stack",
+    "apply_settings",
+    "development_settings",
+    "main",
+    "start_stack",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PORTS = {"DEV_PORT": 3000, "EMULATOR_PORT": 4000, "KV_PORT": 8079}
+
+# The development value of every setting (see the README for what each one means).
+# Placeholders are the local servers' URLs. None of these may ever reach production.
+DEVELOPMENT_SETTINGS: dict[str, str] = {
+    "VERCEL_CLIENT_ID": "oac_devclient0000000000000000",
+    "VERCEL_CLIENT_SECRET": "dev-only-client-secret-not-for-production",
+    "VERCEL_REDIRECT_URI": "{dev_url}/callback",
+    "INTEGRATION_SLUG": "dev-integration",
+    # "dev:" key id + base64("DEV-ONLY-KEY-never-use-in-prod!!"): public, so worthless.
+    "TOKEN_ENCRYPTION_KEY": "dev:REVWLU9OTFktS0VZLW5ldmVyLXVzZS1pbi1wcm9kISE=",
+    "UPSTASH_REDIS_REST_URL": "{kv_url}",
+    "UPSTASH_REDIS_REST_TOKEN": "dev-only-kv-token-not-for-production",
+    "VERCEL_API_URL": "{emulator_url}",
+    "VERCEL_DASHBOARD_URL": "{emulator_url}",
+    "CRON_SECRET": "dev-only-cron-secret-not-for-production",
+    "ADMIN_TOKEN": "dev-only-admin-token-not-for-production",
+}
+
+
+def development_settings(*, dev_url: str, emulator_url: str, kv_url: str) -> dict[str, str]:
+    """`DEVELOPMENT_SETTINGS` for servers at these URLs."""
+    urls = {"dev_url": dev_url, "emulator_url": emulator_url, "kv_url": kv_url}
+    return {name: value.format(**urls) for name, value in DEVELOPMENT_SETTINGS.items()}
+
+
+def apply_settings(defaults: dict[str, str], environ: MutableMapping[str, str]) -> list[str]:
+    """Fill in each unset (or empty) variable; the names that took their default."""
+    applied = []
+    for name, value in defaults.items():
+        if not environ.get(name, "").strip():
+            environ[name] = value
+            applied.append(name)
+    return applied
+
+
+def _port(environ: MutableMapping[str, str], name: str) -> int:
+    raw = environ.get(name, "").strip() or str(DEFAULT_PORTS[name])
+    if not raw.isdigit() or int(raw) > 65535:
+        raise SystemExit(f"dev.stack: {name} must be a port number (0-65535), got {raw!r}")
+    port = int(raw)
+    if port == 0:  # the URLs go into the settings before the servers start
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+    return port
+
+
+def _optional(module: str) -> ModuleType | None:
+    """Import a part of the stack that may not be in this checkout yet.
+
+    Missing (or still an empty directory) means None; any other import error propagates.
+    Once dev/emulator/ is complete, this can become a plain import.
+    """
+    try:
+        imported = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        return None
+    return imported if hasattr(imported, "create_app") else None
+
+
+@dataclass
+class Stack:
+    """The running servers, by role, and what to tell the person who started them."""
+
+    root: Path
+    servers: dict[str, RunningServer] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    defaults_used: list[str] = field(default_factory=list)
+    on_stop: list[Callable[[], object]] = field(default_factory=list)
+
+    def url(self, role: str) -> str:
+        return self.servers[role].url
+
+    def stop(self) -> None:
+        for server in reversed(list(self.servers.values())):
+            server.stop()
+        self.servers.clear()
+        while self.on_stop:
+            self.on_stop.pop()()
+
+
+def _serve(stack: Stack, role: str, app: Any, port: int, env_name: str) -> RunningServer:
+    try:
+        server = start(app, "127.0.0.1", port)
+    except OSError as exc:
+        stack.stop()
+        raise SystemExit(
+            f"dev.stack: cannot listen on port {port} ({exc}); set {env_name}"
+        ) from exc
+    stack.servers[role] = server
+    return server
+
+
+def _start_kv_gateway(stack: Stack, port: int, environ: MutableMapping[str, str]) -> None:
+    """Backed by Redis at REDIS_URL (default 127.0.0.1:6379) if it answers, else embedded."""
+    backend = kv_gateway.open_backend(environ.get("REDIS_URL") or None)
+    stack.on_stop.append(backend.close)
+    app = kv_gateway.create_app(environ["UPSTASH_REDIS_REST_TOKEN"], backend)
+    _serve(stack, "kv", app, port, "KV_PORT")
+    stack.notes["kv"] = f"backed by {backend.description}"
+
+
+def _start_emulator(
+    stack: Stack, port: int, dev_url: str, environ: MutableMapping[str, str]
+) -> None:
+    emulator = _optional("dev.emulator")
+    if emulator is None:
+        stack.notes["emulator"] = "not started: dev/emulator is not in this checkout yet"
+        return
+    config = emulator.EmulatorConfig(
+        client_id=environ["VERCEL_CLIENT_ID"],
+        client_secret=environ["VERCEL_CLIENT_SECRET"],
+        integration_slug=environ["INTEGRATION_SLUG"],
+        public_url=f"http://127.0.0.1:{port}",
+        redirect_uri=environ["VERCEL_REDIRECT_URI"],
+        webhook_url=f"{dev_url}/webhook",
+    )
+    _serve(stack, "emulator", emulator.create_app(config), port, "EMULATOR_PORT")
+    stack.notes["emulator"] = "seeded demo accounts and projects"
+
+
+def start_stack(environ: MutableMapping[str, str] | None = None, root: Path = ROOT) -> Stack:
+    """Start every server, filling the development settings into `environ`.
+
+    Functions read `os.environ` (as on Vercel), so only the default makes a working
+    stack; another mapping is for checking how settings and ports are resolved.
+    """
+    environ = os.environ if environ is None else environ
+    for name in DEFAULT_PORTS:  # resolve 0 once, so every URL agrees
+        environ[name] = str(_port(environ, name))
+    ports = {name: int(environ[name]) for name in DEFAULT_PORTS}
+    dev_url = f"http://127.0.0.1:{ports['DEV_PORT']}"
+    stack = Stack(root)
+    stack.defaults_used = apply_settings(
+        development_settings(
+            dev_url=dev_url,
+            emulator_url=f"http://127.0.0.1:{ports['EMULATOR_PORT']}",
+            kv_url=f"http://127.0.0.1:{ports['KV_PORT']}",
+        ),
+        environ,
+    )
+    _start_kv_gateway(stack, ports["KV_PORT"], environ)
+    _start_emulator(stack, ports["EMULATOR_PORT"], dev_url, environ)
+    _serve(stack, "dev", create_devserver(root), ports["DEV_PORT"], "DEV_PORT")
+    return stack
+
+
+def _banner(stack: Stack, environ: MutableMapping[str, str], out: TextIO) -> None:
+    dev = stack.url("dev")
+    emulator = stack.servers.get("emulator")
+    kv = stack.servers.get("kv")
+    lines = [
+        "Local stack is running (Ctrl-C to stop).",
+        "",
+        f"  Functions dev server  {dev}   public/, api/*.py, vercel.json",
+        f"  Vercel API emulator   {emulator.url if emulator else '-'}   "
+        + stack.notes.get("emulator", ""),
+        f"  KV gateway            {kv.url if kv else '-'}   {stack.notes.get('kv', '')}",
+        "",
+        "Open:",
+        f"  Landing page          {dev}/",
+    ]
+    if emulator:
+        slug = environ["INTEGRATION_SLUG"]
+        lines.append(f"  Install (emulator)    {emulator.url}/integrations/{slug}/new")
+    lines.append(f"  Health                {dev}/health")
+    routes = ", ".join(fn.route for fn in discover_functions(stack.root)) or "none yet"
+    lines += ["", f"Functions: {routes}"]
+    overridden = [n for n in DEVELOPMENT_SETTINGS if n not in stack.defaults_used]
+    lines.append(f"Settings from your environment: {', '.join(overridden) or 'none'}")
+    lines.append("(every other setting uses its development default; see the README)")
+    out.write("\n".join(lines) + "\n")
+    out.flush()
+
+
+def main(environ: MutableMapping[str, str] | None = None, out: TextIO = sys.stdout) -> int:
+    """Run the stack until SIGINT or SIGTERM."""
+    environ = os.environ if environ is None else environ
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {
+        sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        stack = start_stack(environ)
+        try:
+            _banner(stack, environ, out)
+            stop.wait()
+            out.write("Stopping…\n")
+            out.flush()
+        finally:
+            stack.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
