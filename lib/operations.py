@@ -7,9 +7,9 @@ picks it up. Thousands of installations never fit one function run, and need not
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from lib.concurrency import fan_out
 from lib.deadline import Deadline
 from lib.env_plan import fingerprint, plan
 from lib.provisioning import InstallationReport, Provisioner
@@ -135,6 +135,5 @@ def drift(
             ],
         }
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        rows = list(pool.map(one, projects))
+    rows = fan_out(one, projects, 8)
     return {"projects": rows, "inSync": all(r.get("inSync") for r in rows)}

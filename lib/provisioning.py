@@ -16,10 +16,10 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from lib.concurrency import fan_out
 from lib.deadline import Deadline
 from lib.env_plan import Clash, Plan, fingerprint, plan
 from lib.log import get_logger
@@ -205,8 +205,7 @@ class Provisioner:
                 report.errors.append(exc.reason)
                 return report
 
-        with ThreadPoolExecutor(max_workers=min(self._concurrency, max(1, len(projects)))) as pool:
-            reports = list(pool.map(work, projects))
+        reports = fan_out(work, projects, self._concurrency)
         if stop:
             raise stop[0]
         return reports
