@@ -27,8 +27,11 @@ _MIN_SECRET_LEN = 8
 _SECRET_FIELD = re.compile(
     r"(token|secret|password|authorization|cookie|signature|api[_-]?key|sealed|^code$)", re.I
 )
-# Bearer tokens and Vercel-style tokens, even when we never saw their value.
+# Bearer credentials, even when we never saw their value.
 _SECRET_PATTERNS = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
+# Sealed values (lib/crypto format v1.<key id>.<payload>): harmless without the key, but
+# they have no business in a log either.
+_SEALED = re.compile(r"\bv1\.[A-Za-z0-9_-]{1,32}\.[A-Za-z0-9_-]{24,}")
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -55,6 +58,7 @@ def redact(text: str) -> str:
     pattern = _secret_re
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
+    text = _SEALED.sub(REDACTED, text)
     return _SECRET_PATTERNS.sub(lambda m: m.group(1) + REDACTED, text)
 
 

@@ -286,6 +286,8 @@ class InvalidClient(OAuthError):
 class RetryPolicy:
     """How many attempts, how long between them; the clocks are injectable for tests.
 
+    `max_attempts` counts every send, the first included. Without a server hint, retry n
+    waits `random() * min(max_backoff, backoff * 2**(n-1))` (exponential, full jitter).
     `now` is the wall clock, needed to turn an HTTP-date `Retry-After` or an epoch
     `limit.reset` into a wait. Server hints are used as given (plus up to `backoff` of
     jitter so many instances don't return at the same instant) — the deadline caps them.
@@ -417,9 +419,12 @@ def _number(value: Any) -> float | None:
 
 
 def _retry_after(response: httpx.Response, details: Mapping[str, Any], now: float) -> float | None:
-    """The longest wait the server asked for: `Retry-After` (seconds or HTTP date) and,
-    on a 429, `limit.resetMs`/`limit.reset` (epoch ms / epoch seconds)."""
-    hints: list[float] = []
+    """How long the server asked us to wait, if it said.
+
+    `Retry-After` (seconds, or an HTTP date) comes first: as a relative delay it is immune
+    to clock skew between us and Vercel. Failing that, a 429 body's `limit.resetMs` /
+    `limit.reset` (epoch ms / epoch seconds, vercel-api.md §8) against our wall clock.
+    """
     header = response.headers.get("retry-after", "").strip()
     if header:
         try:
@@ -430,15 +435,15 @@ def _retry_after(response: httpx.Response, details: Mapping[str, Any], now: floa
             except (TypeError, ValueError, IndexError):
                 seconds = math.nan
         if math.isfinite(seconds):
-            hints.append(seconds)
+            return max(0.0, seconds)
     limit = details.get("limit")
     if isinstance(limit, Mapping):
         reset_ms, reset = _number(limit.get("resetMs")), _number(limit.get("reset"))
         if reset_ms is not None:
-            hints.append(reset_ms / 1000.0 - now)
-        elif reset is not None:
-            hints.append(reset - now)
-    return max(0.0, *hints) if hints else None
+            return max(0.0, reset_ms / 1000.0 - now)
+        if reset is not None:
+            return max(0.0, reset - now)
+    return None
 
 
 def _json_body(response: httpx.Response) -> Any:
