@@ -6,11 +6,13 @@ Each section is owned by the module it serves; add new fixtures in a new section
 from __future__ import annotations
 
 import base64
+import fcntl
 import os
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 import httpx
 import pytest
@@ -34,7 +36,22 @@ from dev.kv_gateway import (
 # ---------------------------------------------------------------------------------------
 
 KV_TEST_TOKEN = "test-kv-token"
-KV_TEST_REDIS_URL = "redis://127.0.0.1:6379/13"
+KV_TEST_REDIS_URL = "redis://127.0.0.1:6379/{db}"
+# Test runs flush their database; concurrent runs on one machine each take their own.
+KV_TEST_DBS = range(8, 16)
+
+
+def _claim_test_db() -> tuple[int, TextIO]:
+    """The first free database of KV_TEST_DBS, held by an flock until this process exits."""
+    for db in KV_TEST_DBS:
+        handle = open(f"{tempfile.gettempdir()}/vercel-integration-test-db-{db}.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        return db, handle
+    raise RuntimeError(f"all test databases {KV_TEST_DBS} are in use by other test runs")
 
 
 @dataclass(frozen=True)
@@ -49,7 +66,11 @@ class KVGateway:
 @pytest.fixture(scope="session")
 def kv_backend() -> Iterator[Backend]:
     required = os.environ.get("REQUIRE_REDIS") == "1"
-    url = os.environ.get("REDIS_TEST_URL") or KV_TEST_REDIS_URL
+    url = os.environ.get("REDIS_TEST_URL")
+    lock: TextIO | None = None
+    if not url:
+        db, lock = _claim_test_db()
+        url = KV_TEST_REDIS_URL.format(db=db)
     try:
         backend = open_backend(url, require_redis=required)
     except BackendUnavailable as exc:
@@ -58,6 +79,8 @@ def kv_backend() -> Iterator[Backend]:
         warnings.warn(f"KV tests run on the {backend.description}", stacklevel=1)
     yield backend
     backend.close()
+    if lock is not None:
+        lock.close()
 
 
 @pytest.fixture(scope="session")
