@@ -5,6 +5,10 @@ Vercel's install popup waits for (it closes and the dashboard flow continues), a
 page with a "continue" button in between adds a click that, if skipped, can leave the
 install unfinished on Vercel's side. What was provisioned is shown on the configuration
 page. Without a usable `next`, a success page says the install is done.
+
+GET only: the request spends a single-use code, and HEAD (link checkers, prefetchers)
+must not. Provisioning runs after the installation is stored (as pending) and never turns
+a completed install into an error page: what it could not finish is left to the sweep.
 """
 
 from urllib.parse import quote
@@ -12,7 +16,13 @@ from urllib.parse import quote
 from lib import session
 from lib.deadline import Deadline
 from lib.http import HTTPError, Request, Response, endpoint
-from lib.install import STATE_COOKIE, InstallError, complete_install, parse_callback
+from lib.install import (
+    STATE_COOKIE,
+    InstallError,
+    InstallResult,
+    complete_install,
+    parse_callback,
+)
 from lib.install_pages import error_page, success_page
 from lib.kv import KVError
 from lib.log import get_logger
@@ -20,6 +30,7 @@ from lib.services import Services, get_services
 from lib.session import SESSION_COOKIE, SESSION_TTL_S
 from lib.settings import SettingsError
 from lib.spec import SpecError
+from lib.store import Installation, StoreError
 
 # Vercel keeps the popup open while we work; provisioning beyond this is left to the sweep.
 _BUDGET_S = 25.0
@@ -29,7 +40,7 @@ log = get_logger("callback")
 
 
 def _handle(request: Request) -> Response:
-    if request.method not in ("GET", "HEAD"):
+    if request.method != "GET":
         raise HTTPError(405, "Use GET.", headers={"Allow": "GET"})
     deadline = Deadline(_BUDGET_S)
     try:
@@ -48,31 +59,49 @@ def _handle(request: Request) -> Response:
             deadline=deadline,
         )
     except InstallError as exc:
+        log.info("install not completed", extra={"kind": exc.kind, "status": exc.status})
         return error_page(exc, services.settings)
-    except KVError:
-        return error_page(
-            InstallError(503, "unavailable", "Storage unavailable."), services.settings
-        )
-    if state is not None and "configurationId" in state:
-        # A session only when a token was exchanged just now: Vercel vouched for this user.
-        got = inst.configuration_id if inst is not None else None
-        return _verified(request, services, got, state["configurationId"])
+    except KVError as exc:
+        log.warning("storage unavailable", extra={"error": type(exc).__name__})
+        err = InstallError(503, "unavailable", "Our storage is not answering.")
+        return error_page(err, services.settings)
+    except (SettingsError, StoreError) as exc:
+        log.error("install failed on our side", extra={"problem": str(exc)})
+        err = InstallError(500, "misconfigured", "The integration is misconfigured.")
+        return error_page(err, services.settings)
+    if inst is not None and state is not None and "configurationId" in state:
+        # A session only when a token was exchanged just now (a state comes back only
+        # then): Vercel vouched for this user.
+        return _verified(request, services, inst.configuration_id, str(state["configurationId"]))
     if inst is not None:
-        report = services.provisioner.reconcile(
-            inst.configuration_id, deadline.within(_PROVISION_BUDGET_S), installation=inst
-        )
-        result.projects = [p.name or p.project_id for p in report.projects if p.complete]
-        result.pending = report.pending
+        _provision(services, inst, deadline, result)
     if result.next:
         return Response.redirect(result.next)
     return success_page(result)
 
 
-def _verified(request: Request, services: Services, got: str | None, wanted: str) -> Response:
+def _provision(
+    services: Services, inst: Installation, deadline: Deadline, result: InstallResult
+) -> None:
+    """Provision within the budget. The installation was stored as pending, so whatever
+    this can't finish (out of time, Vercel or KV failing) the sweep resumes."""
+    try:
+        report = services.provisioner.reconcile(
+            inst.configuration_id, deadline.within(_PROVISION_BUDGET_S), installation=inst
+        )
+    except Exception as exc:
+        log.warning(
+            "provisioning after install failed; left to the sweep",
+            extra={"configuration_id": inst.configuration_id, "error": type(exc).__name__},
+        )
+        result.pending = True
+        return
+    result.projects = [p.name or p.project_id for p in report.projects if p.complete]
+    result.pending = report.pending
+
+
+def _verified(request: Request, services: Services, got: str, wanted: str) -> Response:
     """The configuration page's re-verification came back: open a session if it matches."""
-    if got is None:
-        err = InstallError(409, "in_progress", "Please open the configuration page again.")
-        return error_page(err, services.settings)
     if got != wanted:
         err = InstallError(403, "mismatch", "You signed in to a different installation.")
         return error_page(err, services.settings)

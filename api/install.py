@@ -11,18 +11,21 @@ from lib.http import HTTPError, Request, Response, endpoint
 from lib.install import STATE_COOKIE, STATE_TTL_S, InstallError, start_install
 from lib.install_pages import error_page
 from lib.kv import KVError
+from lib.log import get_logger
 from lib.services import get_services
 from lib.settings import SettingsError
 from lib.spec import SpecError
 
-_CFG = re.compile(r"^icfg_[A-Za-z0-9]{1,64}$")
+_CFG = re.compile(r"icfg_[A-Za-z0-9]{1,64}")
+
+log = get_logger("install")
 
 
 def _handle(request: Request) -> Response:
     if request.method not in ("GET", "HEAD"):
         raise HTTPError(405, "Use GET.", headers={"Allow": "GET"})
     cfg = request.arg("configurationId")
-    if cfg is not None and not _CFG.match(cfg):
+    if cfg is not None and not _CFG.fullmatch(cfg):
         raise HTTPError(400, "The parameter 'configurationId' is not valid.")
     try:
         services = get_services()
@@ -32,10 +35,13 @@ def _handle(request: Request) -> Response:
             nonce=request.cookies.get(STATE_COOKIE),
             configuration_id=cfg,
         )
-    except (SettingsError, SpecError):
+    except (SettingsError, SpecError) as exc:
+        log.error("configuration error", extra={"problem": str(exc)})
         return error_page(InstallError(500, "misconfigured", "Misconfigured."), None)
-    except KVError:
-        return error_page(InstallError(503, "unavailable", "Storage unavailable."), None)
+    except KVError as exc:
+        log.warning("storage unavailable", extra={"error": type(exc).__name__})
+        err = InstallError(503, "unavailable", "Our storage is not answering.")
+        return error_page(err, None)
     response = Response.redirect(url)
     response.set_cookie(
         STATE_COOKIE,

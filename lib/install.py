@@ -8,17 +8,27 @@ lost team ids. So:
 
 * every parameter is validated before anything else happens;
 * `next` is followed only to the dashboard's own origin;
-* the code is exchanged exactly once (a per-code lock in KV), and a second request for
-  the same code waits for the first one's result instead of failing;
+* each code is claimed in KV before it is exchanged (`p:code:<hash>`: "pending" while
+  one request exchanges it, then "done:<configurationId>" for the code's 30-minute life).
+  A second request for the same code never reaches Vercel: it waits for the first one's
+  outcome, or finds it recorded, and shows the install as done;
+* a `state` is consumed on first sight. One presented wrongly (expired, from another
+  browser) stays burned; one consumed by a request that then failed for another reason
+  (Vercel down, a forged configuration id) is put back, so reloading works;
 * the token must belong to the configuration and team the browser claims;
-* the installation record, its owner index and its new secrets are written in one
-  transaction, so a failure leaves nothing behind;
-* KV round trips for a successful callback: one pipeline before the exchange (state,
-  lock, existing record) and one transaction after it.
+* the installation record, its owner index, its new secrets, its place in the pending
+  set (provisioning clears it) and the code's "done" mark are written in one
+  transaction, so a failure leaves nothing behind and an interrupted provisioning is
+  resumed by the sweep.
+
+KV round trips for a successful first callback: one transaction before the exchange
+(claim the code, read the existing record, take the state) and one after it. A repeat
+of a finished callback costs the first one alone, and no call to Vercel.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -29,22 +39,26 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from lib.deadline import Deadline
-from lib.kv import set_succeeded
+from lib.kv import KVError
 from lib.log import get_logger, register_secret
 from lib.models import IntegrationConfiguration, OAuthToken
 from lib.settings import Settings
 from lib.spec import Spec
 from lib.store import Installation, Store
 from lib.vercel import (
+    DeadlineExceeded,
     InvalidClient,
     InvalidCode,
     OAuthError,
+    RateLimited,
     VercelClient,
     VercelError,
+    VercelUnavailable,
     exchange_code,
 )
 
 __all__ = [
+    "CODE_TTL_S",
     "STATE_COOKIE",
     "STATE_TTL_S",
     "CallbackParams",
@@ -60,17 +74,26 @@ log = get_logger("install")
 
 STATE_TTL_S = 600
 STATE_COOKIE = "vi_install"
-_LOCK_TTL_S = 60
+# A code "is valid for 30 minutes" (vercel-api.md §1.3): its outcome is remembered as long.
+CODE_TTL_S = 30 * 60
+_CLAIM_TTL_S = 60  # a request that dies mid-exchange frees its code after this
 _WAIT_FOR_PEER_S = 8.0
+_POLL_S = 0.1
+_PENDING = "pending"
+_DONE = "done:"
 
 _PATTERNS = {
-    "code": re.compile(r"^[A-Za-z0-9._~-]{1,512}$"),
-    "configurationId": re.compile(r"^icfg_[A-Za-z0-9]{1,64}$"),
-    "teamId": re.compile(r"^team_[A-Za-z0-9]{1,64}$"),
-    "source": re.compile(r"^[A-Za-z0-9_-]{1,64}$"),
-    "state": re.compile(r"^[A-Za-z0-9_-]{16,128}$"),
+    "code": re.compile(r"[A-Za-z0-9._~-]{1,512}"),
+    "configurationId": re.compile(r"icfg_[A-Za-z0-9]{1,64}"),
+    "teamId": re.compile(r"team_[A-Za-z0-9]{1,64}"),
+    "source": re.compile(r"[A-Za-z0-9_-]{1,64}"),
+    "state": re.compile(r"[A-Za-z0-9_-]{16,128}"),
 }
-_NONCE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
+_NONCE = re.compile(r"[A-Za-z0-9_-]{32,64}")
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+# Printable ASCII that has no business in a URL (RFC 3986): "\\" reads as "/" in
+# browsers; the rest would only ever be markup.
+_UNSAFE = frozenset('\\"<>`{}|^')
 
 
 class InstallError(Exception):
@@ -106,25 +129,29 @@ def safe_next(value: str | None, dashboard_url: str) -> str | None:
     """`value` when it is an absolute URL on the dashboard's exact origin, else None.
 
     Refused: other hosts and look-alikes (`vercel.com.evil.com`), protocol-relative and
-    scheme-less forms (`//evil.com`), userinfo (`https://vercel.com@evil.com`,
+    scheme-less forms (`//evil.com`, `https:evil.com`), userinfo (`https://vercel.com@evil.com`;
     `https://evil.com/@vercel.com` is simply another host), backslashes (browsers read
-    them as slashes), control characters and whitespace, and every other scheme
+    them as slashes), whitespace, control and non-ASCII characters (browsers strip or
+    rewrite them, and a header can't carry them), characters a URL never contains
+    unencoded (`"<>` and the like), other ports, and every other scheme
     (`javascript:`, `data:`), including percent-encoded ones, which can't be absolute.
+    Vercel sends `next` percent-encoded, so nothing legitimate is lost.
     """
     if not value or len(value) > 2048:
         return None
-    if any(c in value for c in "\\\r\n\t ") or any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if not all(33 <= ord(c) <= 126 and c not in _UNSAFE for c in value):
         return None
     try:
         got, want = urlsplit(value), urlsplit(dashboard_url)
-        got_port, want_port = got.port, want.port
+        got_port = got.port or _DEFAULT_PORTS.get(got.scheme)
+        want_port = want.port or _DEFAULT_PORTS.get(want.scheme)
     except ValueError:
         return None
-    if got.scheme != want.scheme or got.scheme not in ("https", "http"):
+    if got.scheme != want.scheme or got.scheme not in _DEFAULT_PORTS:
         return None
-    if got.username is not None or got.password is not None or "@" in got.netloc:
+    if "@" in got.netloc or not got.hostname:
         return None
-    if (got.hostname or "").lower() != (want.hostname or "").lower() or got_port != want_port:
+    if got.hostname != (want.hostname or "").lower() or got_port != want_port:
         return None
     return value
 
@@ -144,7 +171,7 @@ def parse_callback(query: dict[str, list[str]], settings: Settings) -> CallbackP
                 raise InstallError(400, "bad_request", f"The parameter '{name}' is missing.")
             return None
         pattern = _PATTERNS.get(name)
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             raise InstallError(400, "bad_request", f"The parameter '{name}' is not valid.")
         return value
 
@@ -162,10 +189,6 @@ def parse_callback(query: dict[str, list[str]], settings: Settings) -> CallbackP
     )
 
 
-def new_nonce() -> str:
-    return secrets.token_urlsafe(32)
-
-
 def _browser_hash(nonce: str) -> str:
     return hashlib.sha256(nonce.encode()).hexdigest()
 
@@ -179,8 +202,8 @@ def start_install(
     installing at once both work.
     """
     slug = settings.require("integration_slug")
-    if nonce is None or not _NONCE.match(nonce):
-        nonce = new_nonce()
+    if nonce is None or not _NONCE.fullmatch(nonce):
+        nonce = secrets.token_urlsafe(32)
     state = secrets.token_urlsafe(24)
     payload: dict[str, Any] = {"browser": _browser_hash(nonce), "issued": int(time.time())}
     if configuration_id:
@@ -191,8 +214,32 @@ def start_install(
     return url, nonce
 
 
-def _lock_key(store: Store, code: str) -> str:
-    return store.key("lock", hashlib.sha256(code.encode()).hexdigest()[:32])
+class _Claim:
+    """What the opening transaction took (the code's claim, the state), and how to give it back.
+
+    Undoing is best effort: it runs on the way out of a failure, often because KV itself
+    failed, and must not hide that failure. What it can't undo expires: the claim after
+    `_CLAIM_TTL_S`, the state after its TTL.
+    """
+
+    def __init__(self, store: Store, code_key: str, state: str | None, raw: str | None) -> None:
+        self._store = store
+        self._code_key = code_key
+        self._state = state
+        self._raw = raw
+
+    def undo(self, *, release_code: bool, restore_state: bool) -> None:
+        commands: list[list[str | int | float]] = []
+        if release_code:
+            commands.append(["DEL", self._code_key])
+        if restore_state and self._state and self._raw is not None:
+            ttl = _state_ttl_left(self._raw)
+            if ttl > 0:
+                key = self._store.key("state", self._state)
+                commands.append(["SET", key, self._raw, "NX", "EX", ttl])
+        if commands:
+            with contextlib.suppress(KVError):
+                self._store.kv.pipeline(commands, idempotent=True)
 
 
 def complete_install(
@@ -206,70 +253,60 @@ def complete_install(
     transport: Any = None,
 ) -> tuple[InstallResult, Installation | None, dict[str, Any] | None]:
     """Exchange the code and store the installation. Returns the result, the stored
-    installation (None when an earlier request already completed it) and the state payload."""
+    installation and the state payload (both None when an earlier request for the same
+    code already completed it: nothing is exchanged or written then)."""
     cfg = params.configuration_id
-    lock = _lock_key(store, params.code)
+    redirect_uri = settings.require("redirect_uri")
+    code_key = store.key("code", hashlib.sha256(params.code.encode()).hexdigest()[:32])
     commands: list[list[str | int | float]] = [
-        ["SET", lock, "1", "NX", "EX", _LOCK_TTL_S],
+        ["SET", code_key, _PENDING, "NX", "GET", "EX", _CLAIM_TTL_S],
         ["GET", store.key("inst", cfg)],
     ]
     if params.state:
         commands.append(["GETDEL", store.key("state", params.state)])
-    replies = store.kv.pipeline(commands)
-    got_lock, existing_raw = set_succeeded(replies[0]), replies[1]
-    existing = store.parse_installation(existing_raw, cfg) if existing_raw else None
+    # Atomic, not merely pipelined: two requests with the same link must not split the
+    # code's claim and the state between them (each would then refuse the other).
+    replies = store.kv.transaction(commands)
+    previous, existing_raw = replies[0], replies[1]
+    claim = _Claim(store, code_key, params.state, replies[2] if params.state else None)
 
-    state_payload: dict[str, Any] | None = None
+    if previous is not None:
+        # A refresh, a double click, two tabs: another request has this code. Its
+        # outcome is ours; this request used nothing (a state it took goes back).
+        claim.undo(release_code=False, restore_state=True)
+        _await_peer(store, code_key, str(previous), cfg, deadline)
+        return InstallResult(cfg, params.next, already_installed=True), None, None
+
     try:
-        if params.state:
-            state_payload = _check_state(replies[2], nonce)
-        if not got_lock:
-            # Another request holds this code (double click, two tabs): wait for its outcome.
-            inst = _wait_for(store, cfg, deadline)
-            if inst is None:
-                raise InstallError(
-                    409,
-                    "in_progress",
-                    "This install is still being completed. Refresh in a moment.",
-                )
-            return InstallResult(cfg, params.next, already_installed=True), None, state_payload
-        token = _exchange(params, settings, existing, deadline, transport)
-    except BaseException:
-        if got_lock:
-            store.kv.call("DEL", lock, idempotent=True)
+        existing = store.parse_installation(existing_raw, cfg) if existing_raw else None
+        state_payload = _check_state(replies[2], nonce) if params.state else None
+        exchange_deadline = deadline.within(settings.vercel_timeout_s)
+        token = _exchange(params, settings, redirect_uri, existing, exchange_deadline, transport)
+        if token is None:
+            # The code was used before we kept a record of it (or that record expired),
+            # and the installation exists: the install worked. Nothing is written.
+            claim.undo(release_code=True, restore_state=True)
+            return InstallResult(cfg, params.next, already_installed=True), None, None
+        access = token.access_token.get_secret_value()
+        register_secret(access)
+        configuration = _read_configuration(access, token, settings, deadline, transport)
+        inst = _installation(params, token, store.seal_token(cfg, access), configuration, existing)
+        writes = store.installation_commands(inst)
+        writes += store.secret_commands(cfg, spec.mint_secrets(), only_new=True)
+        if existing is not None and existing.owner_id != inst.owner_id:
+            writes.append(["SREM", store.key("owner", existing.owner_id), cfg])
+        if state_payload is None or "configurationId" not in state_payload:
+            # Pending until the callback's provisioning finishes, so the sweep resumes an
+            # interrupted one. (A configuration page's re-verification provisions nothing.)
+            writes.append(store.pending_command(cfg, inst.updated_at))
+        writes.append(["SET", code_key, _DONE + cfg, "EX", CODE_TTL_S])
+        store.kv.transaction(writes, idempotent=True)
+    except InstallError as exc:
+        claim.undo(release_code=True, restore_state=exc.kind != "bad_state")
         raise
-    if token is None:
-        store.kv.call("DEL", lock, idempotent=True)
-        return InstallResult(cfg, params.next, already_installed=True), None, state_payload
-
-    access = token.access_token.get_secret_value()
-    register_secret(access)
-    configuration = _read_configuration(access, token, settings, deadline, transport)
-    now = time.time()
-    inst = Installation(
-        configuration_id=cfg,
-        owner_id=token.team_id or token.user_id,
-        team_id=token.team_id,
-        user_id=token.user_id,
-        sealed_token=store.seal_token(cfg, access),
-        scopes=list(configuration.scopes)
-        if configuration
-        else (existing.scopes if existing else []),
-        source=params.source or (existing.source if existing else None),
-        project_selection=_selection(configuration, existing),
-        project_ids=list(configuration.projects or [])
-        if configuration
-        else (existing.project_ids if existing else []),
-        status="active",
-        created_at=existing.created_at if existing else now,
-        updated_at=now,
-    )
-    writes = store.installation_commands(inst)
-    writes += store.secret_commands(cfg, spec.mint_secrets(), only_new=True)
-    if existing is not None and existing.owner_id != inst.owner_id:
-        writes.append(["SREM", store.key("owner", existing.owner_id), cfg])
-    writes.append(["DEL", lock])
-    store.kv.transaction(writes, idempotent=True)
+    except BaseException:
+        claim.undo(release_code=True, restore_state=True)
+        raise
     log.info(
         "installation stored",
         extra={
@@ -285,25 +322,13 @@ def complete_install(
     )
 
 
-def _check_state(raw: str | None, nonce: str | None) -> dict[str, Any]:
-    if raw is None:
-        raise InstallError(400, "bad_state", "This install link has expired or was already used.")
-    payload = json.loads(raw)
-    if not isinstance(payload, dict) or not nonce or not _NONCE.match(nonce):
-        raise InstallError(400, "bad_state", "This install was started in another browser.")
-    if not secrets.compare_digest(str(payload.get("browser", "")), _browser_hash(nonce)):
-        raise InstallError(400, "bad_state", "This install was started in another browser.")
-    if int(payload.get("issued", 0)) + STATE_TTL_S < time.time():
-        raise InstallError(400, "bad_state", "This install link has expired or was already used.")
-    return payload
-
-
 def _exchange(
     params: CallbackParams,
     settings: Settings,
+    redirect_uri: str,
     existing: Installation | None,
     deadline: Deadline,
-    transport: Any,
+    transport: Any = None,
 ) -> OAuthToken | None:
     """The token, or None when the code was already used for an installation we have."""
     try:
@@ -311,14 +336,17 @@ def _exchange(
             params.code,
             client_id=settings.client_id,
             client_secret=settings.client_secret,
-            redirect_uri=settings.require("redirect_uri"),
+            redirect_uri=redirect_uri,
             base_url=settings.vercel_api_url,
             deadline=deadline,
             transport=transport,
         )
     except InvalidCode:
         if existing is not None:
-            return None  # refresh or double click after a completed install: it worked
+            return None  # a refresh long after a completed install: it worked
+        log.info(
+            "code refused as used or expired", extra={"configuration_id": params.configuration_id}
+        )
         raise InstallError(
             400, "invalid_code", "This install link was already used or has expired."
         ) from None
@@ -326,16 +354,80 @@ def _exchange(
         log.error("code exchange refused our client credentials: check VERCEL_CLIENT_ID/SECRET")
         raise InstallError(500, "misconfigured", "The integration is misconfigured.") from None
     except OAuthError as exc:
-        log.error("code exchange failed", extra={"code_error": exc.code, "status": exc.status})
+        log.error("code exchange refused", extra={"error": exc.code, "status": exc.status})
         raise InstallError(400, "invalid_code", "Vercel refused this install link.") from None
-    except VercelError as exc:
-        log.warning("code exchange unavailable", extra={"error": exc.code, "status": exc.status})
+    except (VercelUnavailable, DeadlineExceeded, RateLimited) as exc:
+        # No answer, or "wait": ours is a 503 too.
+        log.warning("code exchange unanswered", extra={"error": exc.code, "status": exc.status})
         raise InstallError(503, "unavailable", "Vercel did not answer in time.") from None
-    if token.installation_id != params.configuration_id:
-        raise InstallError(400, "mismatch", "This install link does not match its configuration.")
-    if (token.team_id or None) != (params.team_id or None):
-        raise InstallError(400, "mismatch", "This install link does not match its team.")
+    except VercelError as exc:
+        # Vercel answered with an error: a bad gateway, unless it said it is unavailable.
+        log.warning("code exchange failed", extra={"error": exc.code, "status": exc.status})
+        status = 503 if exc.status == 503 else 502
+        raise InstallError(status, "unavailable", "Vercel answered with an error.") from None
+    if token.installation_id != params.configuration_id or token.team_id != params.team_id:
+        # Vercel spent the code on a token for another configuration or team than the
+        # link names: a forged or mangled link. The token is dropped unused.
+        log.warning(
+            "token does not match the callback",
+            extra={
+                "configuration_id": params.configuration_id,
+                "installation_matches": token.installation_id == params.configuration_id,
+                "team_matches": token.team_id == params.team_id,
+            },
+        )
+        raise InstallError(400, "mismatch", "This install link does not match its installation.")
     return token
+
+
+def _check_state(raw: str | None, nonce: str | None) -> dict[str, Any]:
+    expired = InstallError(400, "bad_state", "This install link has expired or was already used.")
+    if raw is None:
+        raise expired
+    try:
+        payload = json.loads(raw)
+        issued = float(payload["issued"])
+        browser = str(payload["browser"])
+    except (ValueError, TypeError, KeyError):
+        raise expired from None
+    if not nonce or not _NONCE.fullmatch(nonce):
+        raise InstallError(400, "bad_state", "This install was started in another browser.")
+    if not secrets.compare_digest(browser, _browser_hash(nonce)):
+        raise InstallError(400, "bad_state", "This install was started in another browser.")
+    if not issued + STATE_TTL_S > time.time():
+        raise expired
+    return dict(payload)
+
+
+def _state_ttl_left(raw: str | None) -> int:
+    """Whole seconds a taken state still had to live (0 when unreadable or expired)."""
+    try:
+        issued = float(json.loads(raw or "")["issued"])
+    except (ValueError, TypeError, KeyError):
+        return 0
+    left = issued + STATE_TTL_S - time.time()
+    return int(left) if left >= 1 else 0
+
+
+def _await_peer(
+    store: Store, code_key: str, seen: str, configuration_id: str, deadline: Deadline
+) -> None:
+    """Return once the request holding this code has stored its installation."""
+    waited = deadline.within(_WAIT_FOR_PEER_S)
+    value: str | None = seen
+    while value == _PENDING and not waited.expired:
+        time.sleep(_POLL_S)
+        got = store.kv.call("GET", code_key, idempotent=True)
+        value = None if got is None else str(got)
+    if value == _DONE + configuration_id:
+        return
+    if value is not None and value.startswith(_DONE):
+        raise InstallError(400, "mismatch", "This install link does not match its installation.")
+    if value == _PENDING:
+        raise InstallError(
+            409, "in_progress", "This install is still being completed. Reload in a moment."
+        )
+    raise InstallError(409, "interrupted", "Another attempt with this install link did not finish.")
 
 
 def _read_configuration(
@@ -356,19 +448,34 @@ def _read_configuration(
         return None
 
 
-def _selection(
-    configuration: IntegrationConfiguration | None, existing: Installation | None
-) -> Any:
+def _installation(
+    params: CallbackParams,
+    token: OAuthToken,
+    sealed_token: str,
+    configuration: IntegrationConfiguration | None,
+    existing: Installation | None,
+) -> Installation:
+    """The record to store: the fresh token and what Vercel says now, else what we knew."""
+    now = time.time()
     if configuration is not None:
-        return "all" if configuration.all_projects else "selected"
-    return existing.project_selection if existing else None
-
-
-def _wait_for(store: Store, configuration_id: str, deadline: Deadline) -> Installation | None:
-    waited = deadline.within(_WAIT_FOR_PEER_S)
-    while not waited.expired:
-        inst = store.get_installation(configuration_id)
-        if inst is not None and inst.updated_at > time.time() - _LOCK_TTL_S:
-            return inst
-        time.sleep(0.1)
-    return None
+        scopes = list(configuration.scopes)
+        selection: Any = "all" if configuration.all_projects else "selected"
+        project_ids = list(configuration.projects or [])
+    else:
+        scopes = existing.scopes if existing else []
+        selection = existing.project_selection if existing else None
+        project_ids = existing.project_ids if existing else []
+    return Installation(
+        configuration_id=params.configuration_id,
+        owner_id=token.team_id or token.user_id,
+        team_id=token.team_id,
+        user_id=token.user_id,
+        sealed_token=sealed_token,
+        scopes=scopes,
+        source=params.source or (existing.source if existing else None),
+        project_selection=selection,
+        project_ids=project_ids,
+        status="active",
+        created_at=existing.created_at if existing else now,
+        updated_at=now,
+    )

@@ -16,8 +16,9 @@ _TITLES = {
     "invalid_code": "This install link has expired",
     "mismatch": "This install link doesn't match",
     "misconfigured": "The integration is misconfigured",
-    "unavailable": "Vercel is not answering right now",
+    "unavailable": "The install can't be completed right now",
     "in_progress": "Your install is still being completed",
+    "interrupted": "Your install was interrupted",
 }
 
 _ADVICE = {
@@ -32,12 +33,18 @@ _ADVICE = {
     "unavailable": "Nothing was lost. Wait a minute, then reload this page or start the "
     "install again from Vercel.",
     "in_progress": "Reload this page in a few seconds.",
+    "interrupted": "Reload this page to try again. If that does not work, start the "
+    "install again from Vercel.",
 }
 
 
-def _restart_link(settings: Settings | None) -> list[Link]:
+def _restart_link(kind: str, settings: Settings | None) -> list[Link]:
     if settings is None:
         return []
+    if kind == "bad_state":
+        # The install began on our site (it carried a state): begin it there again,
+        # which gives this browser a fresh state.
+        return [("/install", "Start again")]
     if settings.integration_slug:
         return [
             (
@@ -49,7 +56,7 @@ def _restart_link(settings: Settings | None) -> list[Link]:
 
 
 def error_page(error: InstallError, settings: Settings | None) -> Response:
-    actions = [] if error.kind == "in_progress" else _restart_link(settings)
+    actions = [] if error.kind == "in_progress" else _restart_link(error.kind, settings)
     body = page(
         _TITLES.get(error.kind, "The install could not be completed"),
         error.message,
@@ -57,7 +64,7 @@ def error_page(error: InstallError, settings: Settings | None) -> Response:
         details=[_ADVICE.get(error.kind, "Start the install again from Vercel.")],
         actions=actions,
     )
-    headers = {"Retry-After": "30"} if error.status == 503 else None
+    headers = {"Retry-After": "30"} if error.status in (502, 503) else None
     return Response.html(body, error.status, headers)
 
 

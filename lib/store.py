@@ -10,6 +10,8 @@ Key layout (every key under the configurable prefix `p`, default `vi:`):
     p:pending                     ZSET configurationId -> when work was left unfinished
     p:event:<eventId>             dedupe mark: "processing" (lease) or "done" (48 h)
     p:state:<id>                  one-time install state (consumed with GETDEL)
+    p:code:<sha256(code)[:32]>    claim on an install code: "pending" while one request
+                                  exchanges it (60 s), then "done:<configurationId>" (30 min)
 
 Everything an installation owns is reachable from its configuration id and owner, so
 uninstall can delete it all in one transaction. The owner index is a set, not a
@@ -267,8 +269,19 @@ class Store:
 
     # -- unfinished work -------------------------------------------------------------------
 
+    def pending_command(
+        self, configuration_id: str, when: float | None = None
+    ) -> list[str | int | float]:
+        """The write that marks unfinished work (compose into a transaction)."""
+        return [
+            "ZADD",
+            self.key("pending"),
+            time.time() if when is None else when,
+            configuration_id,
+        ]
+
     def mark_pending(self, configuration_id: str) -> None:
-        self.kv.call("ZADD", self.key("pending"), time.time(), configuration_id, idempotent=True)
+        self.kv.call(*self.pending_command(configuration_id), idempotent=True)
 
     def clear_pending(self, configuration_id: str) -> None:
         self.kv.call("ZREM", self.key("pending"), configuration_id, idempotent=True)

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import email.utils
 import enum
-import logging
 import math
 import os
 import random
@@ -59,6 +58,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from lib.deadline import Deadline
+from lib.log import get_logger
 from lib.models import (
     ENV_CONFLICT_CODES,
     EnvCreateResult,
@@ -98,7 +98,7 @@ __all__ = [
     "exchange_code",
 ]
 
-log = logging.getLogger("lib.vercel")
+log = get_logger("vercel")
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=15.0, write=10.0, pool=3.0)
 
