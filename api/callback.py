@@ -110,6 +110,7 @@ def _verified(request: Request, services: Services, got: str, wanted: str) -> Re
         SESSION_COOKIE,
         session.issue(services.store.keyring, wanted),
         max_age=SESSION_TTL_S,
+        path="/configure",
         secure=not request.is_local,
     )
     return response

@@ -158,6 +158,7 @@ def _start_emulator(
         public_url=f"http://127.0.0.1:{port}",
         redirect_uri=environ["VERCEL_REDIRECT_URI"],
         webhook_url=f"{dev_url}/webhook",
+        configuration_url=f"{dev_url}/configure",
     )
     _serve(stack, "emulator", emulator.create_app(config), port, "EMULATOR_PORT")
     stack.notes["emulator"] = "seeded demo accounts and projects"

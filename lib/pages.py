@@ -50,8 +50,13 @@ def page(
 <meta name="referrer" content="no-referrer">
 <title>{escape(title)}</title>
 <link rel="stylesheet" href="/styles.css">
+<link rel="icon" href="/favicon.svg" type="image/svg+xml">
 </head>
 <body>
+<header class="site">
+<a class="brand" href="/"><img src="/favicon.svg" alt="" width="28" height="28"> Acme for Vercel</a>
+<nav aria-label="Primary"><a href="/docs">Docs</a></nav>
+</header>
 <main class="card{" wide" if wide else ""} {escape(tone)}" aria-labelledby="title">
 <h1 id="title">{escape(title)}</h1>
 <p role="{"alert" if tone == "error" else "status"}">{_text(message)}</p>

@@ -286,6 +286,12 @@ class Store:
     def clear_pending(self, configuration_id: str) -> None:
         self.kv.call("ZREM", self.key("pending"), configuration_id, idempotent=True)
 
+    def is_pending(self, configuration_id: str) -> bool:
+        return (
+            self.kv.call("ZSCORE", self.key("pending"), configuration_id, idempotent=True)
+            is not None
+        )
+
     def pending(self, limit: int = 100) -> list[str]:
         """Installations with unfinished work, oldest first."""
         return list(

@@ -1,0 +1,125 @@
+"""What the emulated integration looks like, and which of Vercel's variants it speaks.
+
+Where Vercel's behaviour is documented in more than one way (vercel-api.md "CONFLICT" and
+"UNVERIFIED" notes), the emulator can produce each variant; the defaults are the ones the
+reference notes recommend, so tests run against the likeliest wire behaviour and can
+switch to the others to prove a client tolerates them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import InitVar, dataclass, field, fields, replace
+from typing import Any, Literal
+
+__all__ = [
+    "DEFAULT_CLIENT_ID",
+    "DEFAULT_CLIENT_SECRET",
+    "DEFAULT_SCOPES",
+    "DEFAULT_SLUG",
+    "EmulatorConfig",
+]
+
+DEFAULT_CLIENT_ID = "oac_devclient0000000000000000"
+DEFAULT_CLIENT_SECRET = "dev-client-secret-change-me"  # noqa: S105 - a public dev default
+DEFAULT_SLUG = "my-integration"
+# Least privilege for an env-provisioning integration (vercel-api.md §9.3, §4.6):
+# `project-env-vars` sees only the integration's own vars, not the user's.
+DEFAULT_SCOPES: tuple[str, ...] = (
+    "read:project",
+    "read-write:project-env-vars",
+    "read-write:integration-configuration",
+)
+
+
+@dataclass
+class EmulatorConfig:
+    """One integration (OAuth client) registered with the emulated Vercel.
+
+    `integration_slug` is accepted as an alias of `slug` (dev/stack.py spells it so).
+    """
+
+    client_id: str = DEFAULT_CLIENT_ID
+    client_secret: str = field(default=DEFAULT_CLIENT_SECRET, repr=False)
+    slug: str = DEFAULT_SLUG
+    name: str = "My Integration"
+    # Integration Console URLs: where Vercel sends the browser and the webhooks.
+    redirect_uri: str = "http://127.0.0.1:3000/callback"
+    webhook_url: str | None = None
+    configuration_url: str | None = None
+    # The emulator's own base URL (install pages and `next` point here).
+    public_url: str = "http://127.0.0.1:4000"
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
+    seed: bool = True
+
+    # -- time
+    # Multiplies webhook retry delays only (tests use e.g. 0.001); timeouts are not scaled.
+    time_scale: float = 1.0
+    # Injectable wall clock (epoch seconds); the control API can also advance it.
+    clock: Callable[[], float] = field(default=time.time, repr=False)
+    code_ttl_s: float = 30 * 60  # "valid for 30 minutes" (vercel-api.md §1.3)
+
+    # -- variants (vercel-api.md §4.1, §7, §2)
+    env_conflict_status: Literal[400, 403] = 400
+    env_conflict_code: str = "ENV_CONFLICT"
+    invalid_token_status: Literal[401, 403] = 401
+    oauth_error_style: Literal["oauth", "vercel"] = "oauth"
+    # `decrypt=true` on the env list is deprecated and reported not to work (§4.2).
+    honour_list_decrypt: bool = False
+    # §10: undocumented whether an API-initiated delete also fires the removal webhook.
+    webhook_on_api_delete: bool = True
+    # X-RateLimit-* headers are UNVERIFIED for Vercel (§8); off unless asked for.
+    rate_limit_headers: bool = False
+
+    # -- paging
+    projects_page_size: int = 20
+    projects_max_limit: int = 100
+    # None: the env list is one page unless the caller passes `limit` (§4.2, Q5).
+    env_list_page_size: int | None = None
+
+    # -- webhooks (vercel-api.md §3.5)
+    webhook_timeout_s: float = 30.0
+    webhook_retry_base_s: float = 60.0
+    webhook_retry_window_s: float = 24 * 60 * 60
+    webhook_concurrency: int = 4
+    region: str | None = "iad1"
+
+    integration_slug: InitVar[str | None] = None
+
+    def __post_init__(self, integration_slug: str | None) -> None:
+        if integration_slug:
+            self.slug = integration_slug
+        self.validate()
+
+    def validate(self) -> None:
+        """Fail at configuration time, not in the middle of a request."""
+        if self.env_conflict_status not in (400, 403):
+            raise ValueError("env_conflict_status must be 400 or 403")
+        if self.invalid_token_status not in (401, 403):
+            raise ValueError("invalid_token_status must be 401 or 403")
+        if self.oauth_error_style not in ("oauth", "vercel"):
+            raise ValueError("oauth_error_style must be 'oauth' or 'vercel'")
+        if self.time_scale < 0:
+            raise ValueError("time_scale must be >= 0")
+        if self.projects_page_size < 1 or self.projects_max_limit < 1:
+            raise ValueError("page sizes must be >= 1")
+        if self.env_list_page_size is not None and self.env_list_page_size < 1:
+            raise ValueError("env_list_page_size must be >= 1 or None")
+        if self.webhook_concurrency < 1:
+            raise ValueError("webhook_concurrency must be >= 1")
+        self.public_url = self.public_url.rstrip("/")
+        self.scopes = tuple(self.scopes)
+
+    def updated(self, **changes: Any) -> EmulatorConfig:
+        """A copy with `changes` applied (unknown names raise TypeError)."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise TypeError(f"unknown emulator settings: {', '.join(unknown)}")
+        return replace(self, **changes)
+
+    def public(self) -> dict[str, Any]:
+        """The settings as JSON, without the client secret or the clock."""
+        hidden = {"client_secret", "clock"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}

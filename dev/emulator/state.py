@@ -1,0 +1,248 @@
+"""The emulator's state: one lock, the seeded demo world, lookups and a snapshot.
+
+The server is threaded, so every read-modify-write of this state happens under
+`Store.lock`. Outbound work (webhook deliveries) never runs under it: the receiver may
+call back into the REST API while handling a delivery.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import secrets
+import threading
+from typing import Any
+
+from dev.emulator.clock import Clock
+from dev.emulator.ids import new_id
+from dev.emulator.models import Account, AuthCode, Configuration, EnvVar, Project, TokenRecord
+
+__all__ = ["PROJECT_NAME", "SEED", "Store"]
+
+PROJECT_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,98}[a-z0-9])?$")
+
+# The demo world `make dev` starts with: a person with 3 projects, in a team with 5.
+SEED: dict[str, Any] = {
+    "user": {"slug": "dev-user", "name": "Dev User", "email": "dev-user@example.com"},
+    "team": {"slug": "acme", "name": "Acme Inc"},
+    "personal_projects": [("my-blog", "nextjs"), ("portfolio", "astro"), ("notes-app", "vite")],
+    "team_projects": [
+        ("web", "nextjs"),
+        ("api", None),
+        ("docs", "docusaurus-2"),
+        ("dashboard", "nextjs"),
+        ("marketing-site", "astro"),
+    ],
+}
+_DAY_MS = 24 * 60 * 60 * 1000
+
+
+class Store:
+    """Everything the emulated Vercel knows. Hold `lock` while reading or writing."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.lock = threading.RLock()
+        self.clock = clock
+        self.accounts: dict[str, Account] = {}
+        self.user_id = ""
+        self.projects: dict[str, Project] = {}
+        self.envs: dict[str, EnvVar] = {}
+        self.configurations: dict[str, Configuration] = {}
+        self.tokens: dict[str, TokenRecord] = {}
+        self.codes: dict[str, AuthCode] = {}
+
+    # -- lifecycle
+
+    def reset(self, seed: bool = True) -> None:
+        """Forget everything; with `seed`, recreate the demo world with stable ids."""
+        with self.lock:
+            self.accounts.clear()
+            self.projects.clear()
+            self.envs.clear()
+            self.configurations.clear()
+            self.tokens.clear()
+            self.codes.clear()
+            rng = random.Random("vercel-emulator-seed")
+            user = Account(
+                id=new_id("", rng),
+                slug=SEED["user"]["slug"],
+                name=SEED["user"]["name"],
+                kind="user",
+                email=SEED["user"]["email"],
+            )
+            self.accounts[user.id] = user
+            self.user_id = user.id
+            if not seed:
+                return
+            team = Account(
+                id=new_id("team_", rng),
+                slug=SEED["team"]["slug"],
+                name=SEED["team"]["name"],
+                kind="team",
+            )
+            self.accounts[team.id] = team
+            now = self.clock.now_ms()
+            plan = [(user.id, p) for p in SEED["personal_projects"]]
+            plan += [(team.id, p) for p in SEED["team_projects"]]
+            for age, (account_id, (name, framework)) in enumerate(reversed(plan), start=1):
+                created = now - age * _DAY_MS
+                self._put_project(
+                    Project(
+                        id=new_id("prj_", rng),
+                        name=name,
+                        account_id=account_id,
+                        created_at=created,
+                        updated_at=created + 1000,
+                        framework=framework,
+                    )
+                )
+
+    def _put_project(self, project: Project) -> None:
+        self.projects[project.id] = project
+
+    # -- accounts
+
+    @property
+    def user(self) -> Account:
+        return self.accounts[self.user_id]
+
+    def account(self, id_or_slug: str) -> Account | None:
+        found = self.accounts.get(id_or_slug)
+        if found is not None:
+            return found
+        return next((a for a in self.accounts.values() if a.slug == id_or_slug), None)
+
+    def teams(self) -> list[Account]:
+        return [a for a in self.accounts.values() if a.kind == "team"]
+
+    def scopes_of_user(self) -> list[Account]:
+        """Where the signed-in person can install: their account, then their teams."""
+        return [self.user, *self.teams()]
+
+    def add_team(self, slug: str, name: str | None = None) -> Account:
+        if not PROJECT_NAME.match(slug) or self.account(slug) is not None:
+            raise ValueError(f"team slug {slug!r} is invalid or taken")
+        team = Account(id=new_id("team_"), slug=slug, name=name or slug, kind="team")
+        self.accounts[team.id] = team
+        return team
+
+    # -- projects
+
+    def projects_of(self, account_id: str) -> list[Project]:
+        return [p for p in self.projects.values() if p.account_id == account_id]
+
+    def find_project(self, account_id: str, id_or_name: str) -> Project | None:
+        """Vercel's `{idOrName}`: an id, else a name, within one account."""
+        found = self.projects.get(id_or_name)
+        if found is not None and found.account_id == account_id:
+            return found
+        return next((p for p in self.projects_of(account_id) if p.name == id_or_name), None)
+
+    def add_project(self, account_id: str, name: str, framework: str | None = None) -> Project:
+        if account_id not in self.accounts:
+            raise ValueError(f"no account {account_id!r}")
+        if not PROJECT_NAME.match(name):
+            raise ValueError(f"invalid project name {name!r}")
+        if self.find_project(account_id, name) is not None:
+            raise ValueError(f"a project named {name!r} already exists")
+        now = self.clock.tick_ms()
+        project = Project(
+            id=new_id("prj_"),
+            name=name,
+            account_id=account_id,
+            created_at=now,
+            updated_at=now,
+            framework=framework,
+        )
+        self._put_project(project)
+        return project
+
+    # -- env vars
+
+    def project_envs(self, project_id: str) -> list[EnvVar]:
+        return [e for e in self.envs.values() if e.project_id == project_id]
+
+    @staticmethod
+    def new_ciphertext() -> str:
+        """What Vercel returns instead of an encrypted value: opaque, unrelated to it."""
+        return secrets.token_urlsafe(48)
+
+    # -- configurations
+
+    def configuration_for(self, owner_id: str) -> Configuration | None:
+        """The live configuration of this integration on a scope (at most one)."""
+        return next(
+            (c for c in self.configurations.values() if c.owner_id == owner_id and c.active),
+            None,
+        )
+
+    def granted_project_ids(self, cfg: Configuration) -> list[str]:
+        if cfg.project_selection == "all":
+            return [p.id for p in self.projects_of(cfg.owner_id)]
+        return [pid for pid in cfg.projects if pid in self.projects]
+
+    # -- test view
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything, values included: the control API is a local test tool."""
+        with self.lock:
+            return {
+                "user": _account(self.user),
+                "teams": [_account(t) for t in self.teams()],
+                "projects": [
+                    {
+                        "id": p.id,
+                        "name": p.name,
+                        "accountId": p.account_id,
+                        "createdAt": p.created_at,
+                        "updatedAt": p.updated_at,
+                        "env": [_env(e) for e in self.project_envs(p.id)],
+                    }
+                    for p in self.projects.values()
+                ],
+                "configurations": [_configuration(c) for c in self.configurations.values()],
+                "tokens": len(self.tokens),
+                "codes": {
+                    "issued": len(self.codes),
+                    "unused": sum(not c.used for c in self.codes.values()),
+                },
+            }
+
+
+def _account(a: Account) -> dict[str, Any]:
+    return {"id": a.id, "slug": a.slug, "name": a.name, "kind": a.kind}
+
+
+def _env(e: EnvVar) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "key": e.key,
+        "value": e.value,
+        "type": e.type,
+        "target": list(e.target),
+        "gitBranch": e.git_branch,
+        "comment": e.comment,
+        "customEnvironmentIds": list(e.custom_environment_ids),
+        "configurationId": e.configuration_id,
+        "hidden": e.hidden,
+        "createdAt": e.created_at,
+        "updatedAt": e.updated_at,
+    }
+
+
+def _configuration(c: Configuration) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "ownerId": c.owner_id,
+        "teamId": c.team_id,
+        "userId": c.user_id,
+        "scopes": list(c.scopes),
+        "projectSelection": c.project_selection,
+        "projects": list(c.projects),
+        "source": c.source,
+        "createdAt": c.created_at,
+        "completedAt": c.completed_at,
+        "disabledAt": c.disabled_at,
+        "disabledReason": c.disabled_reason,
+        "deletedAt": c.deleted_at,
+    }
