@@ -1,8 +1,10 @@
 """/provision: operator resync and drift (ADMIN_TOKEN), and the cron sweep (CRON_SECRET).
 
 POST {"configurationId": "icfg_…"} or {"all": true}, optionally "rotateSecrets": true or
-["name", …], resyncs and answers a per-project summary. GET ?configurationId= answers
-status and drift. GET ?sweep=1 (Vercel Cron) resumes pending installations.
+["name", …] and "recheckConflicts": true (try again the writes a var hidden from us
+blocked), resyncs and answers a per-project summary. GET ?configurationId= answers status
+and drift. GET ?sweep=1 (Vercel Cron) resumes pending installations. Answers carry keys,
+targets and counts, never a value.
 """
 
 import re
@@ -31,6 +33,8 @@ def _handle(request: Request) -> Response:
     try:
         if request.method == "GET" and request.arg("sweep") is not None:
             _authorize(request, services.settings.cron_secret)
+            if request.arg("sweep") != "1":
+                raise HTTPError(400, "sweep must be 1.")
             reports = sweep(services.provisioner, deadline)
             return Response.json({"swept": [r.as_dict() for r in reports]})
         _authorize(request, services.settings.admin_token)
@@ -57,9 +61,8 @@ def _status(request: Request, services: Services, deadline: Deadline) -> Respons
     inst = services.store.get_installation(cfg)
     if inst is None:
         raise HTTPError(404, "Unknown configuration.")
-    pending = cfg in services.store.pending(10_000)
     report = {
-        "installation": status(inst, pending),
+        "installation": status(inst, services.store.is_pending(cfg)),
         "drift": drift(services.provisioner, inst, deadline),
     }
     return Response.json(report)
@@ -69,29 +72,40 @@ def _resync(request: Request, services: Services, deadline: Deadline) -> Respons
     body = request.json() if request.body() else {}
     if not isinstance(body, dict):
         raise HTTPError(400, "Body must be a JSON object.")
-    unknown = set(body) - {"configurationId", "all", "rotateSecrets"}
+    unknown = set(body) - {"configurationId", "all", "rotateSecrets", "recheckConflicts"}
     if unknown:
         raise HTTPError(400, f"Unknown field(s): {', '.join(sorted(unknown))}.")
-    if body.get("all") is True:
+    recheck = body.get("recheckConflicts", False)
+    if not isinstance(recheck, bool):
+        raise HTTPError(400, "recheckConflicts must be true or false.")
+    if "all" in body:
+        if body["all"] is not True:
+            raise HTTPError(400, "all must be true (or left out).")
         if "configurationId" in body or "rotateSecrets" in body:
             raise HTTPError(400, "'all' cannot be combined with configurationId or rotateSecrets.")
-        reports = resync(services.provisioner, services.store.all_installations(), deadline)
+        reports = resync(
+            services.provisioner,
+            services.store.all_installations(),
+            deadline,
+            recheck_conflicts=recheck,
+        )
         return Response.json({"installations": [r.as_dict() for r in reports]})
     cfg = _configuration_id(body.get("configurationId", request.arg("configurationId")))
+    rotate = body.get("rotateSecrets", False)
+    names_ok = isinstance(rotate, list) and rotate and all(isinstance(n, str) for n in rotate)
+    if not (isinstance(rotate, bool) or names_ok):
+        raise HTTPError(400, "rotateSecrets must be true or a non-empty list of secret names.")
     if services.store.get_installation(cfg) is None:
         raise HTTPError(404, "Unknown configuration.")
-    rotate = body.get("rotateSecrets")
-    if rotate is None or rotate is False:
-        report = services.provisioner.reconcile(cfg, deadline)
-    elif rotate is True or (isinstance(rotate, list) and all(isinstance(n, str) for n in rotate)):
+    if rotate is False:
+        report = services.provisioner.reconcile(cfg, deadline, recheck_conflicts=recheck)
+    else:
         try:
             report = rotate_secrets(
                 services.provisioner, cfg, None if rotate is True else rotate, deadline
             )
         except ValueError as exc:
             raise HTTPError(400, str(exc)) from None
-    else:
-        raise HTTPError(400, "rotateSecrets must be true or a list of secret names.")
     return Response.json({"installations": [report.as_dict()]})
 
 

@@ -5,13 +5,18 @@ ever touches vars whose `configurationId` is our installation, except for `adopt
 which the operator must ask for per entry. What it can't know from the list — the
 value of an encrypted or sensitive var — it knows from the fingerprint we recorded
 when we wrote it: an HMAC of the value, keyed so a fingerprint reveals nothing.
+
+What the list does not show at all — the user's vars when we hold only the
+`project-env-vars` scope, and vars Vercel hides from every list — the caller learns when
+a write conflicts, and passes back in as `hidden`: those targets are somebody else's,
+reported as a clash and left alone, while the free targets are still provisioned.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from lib.models import EnvPatch, EnvSpec, EnvVar
@@ -34,7 +39,9 @@ class Clash:
     key: str
     targets: tuple[str, ...]
     git_branch: str | None
-    owner: str  # "user", another integration's configuration id, or "hidden"
+    # "user", another integration's configuration id, or "hidden" (a var the list does not
+    # show us: the user's, under the least-privilege scope, or one Vercel hides).
+    owner: str
     env_id: str | None = None
 
 
@@ -82,9 +89,12 @@ def plan(
     configuration_id: str,
     recorded: Mapping[str, Mapping[str, str]],
     fingerprint_of: Mapping[str, str],
+    hidden: Mapping[str, Collection[str]] | None = None,
 ) -> Plan:
     """Plan one project. `recorded` is slot -> {"id", "fp"} from our last write;
-    `fingerprint_of` is slot -> fingerprint of the desired value now."""
+    `fingerprint_of` is slot -> fingerprint of the desired value now; `hidden` is
+    slot -> targets held by a var the list does not show (learnt from a conflict)."""
+    hidden = hidden or {}
     result = Plan()
     actual = list(actual)
     ours = [v for v in actual if v.configuration_id == configuration_id and v.id]
@@ -115,6 +125,21 @@ def plan(
                     )
                 )
                 targets -= _targets(var)
+        # Two vars never share a key/target/branch: what ours holds can't be hidden.
+        held = {
+            t for v in ours if v.key == want.key and _branch(v) == _branch(want) for t in v.target
+        }
+        blocked = (targets & set(hidden.get(want.slot, ()))) - held
+        if blocked:
+            result.clashes.append(
+                Clash(
+                    key=want.key,
+                    targets=tuple(sorted(blocked)),
+                    git_branch=_branch(want),
+                    owner="hidden",
+                )
+            )
+            targets -= blocked
         if not targets:
             continue
         wanted_targets = [t for t in want.targets if t in targets]
@@ -161,7 +186,7 @@ def plan(
         record = recorded.get(want.slot, {})
         same_value = (
             record.get("id") == match.id and record.get("fp") == fingerprint_of[want.slot]
-        ) or (match.type == "plain" and match.decrypted is not False and match.value == want.value)
+        ) or (match.type == "plain" and match.value == want.value)
         if not same_value:
             change["value"] = want.value
             change.setdefault("type", want.type)  # Vercel wants the type alongside a value

@@ -11,9 +11,8 @@ from typing import Any
 
 from lib.concurrency import fan_out
 from lib.deadline import Deadline
-from lib.env_plan import fingerprint, plan
+from lib.models import Project
 from lib.provisioning import InstallationReport, Provisioner
-from lib.spec import TemplateContext
 from lib.store import Installation
 from lib.vercel import VercelError
 
@@ -21,10 +20,15 @@ __all__ = ["drift", "resync", "rotate_secrets", "status", "sweep"]
 
 # Stop starting new installations with less than this left.
 _MIN_INSTALL_BUDGET_S = 2.0
+_DRIFT_CONCURRENCY = 8
 
 
 def resync(
-    provisioner: Provisioner, configuration_ids: list[str], deadline: Deadline
+    provisioner: Provisioner,
+    configuration_ids: list[str],
+    deadline: Deadline,
+    *,
+    recheck_conflicts: bool = False,
 ) -> list[InstallationReport]:
     """Reconcile each installation in turn; those not reached are marked pending."""
     reports: list[InstallationReport] = []
@@ -36,7 +40,7 @@ def resync(
                     InstallationReport(rest, outcome="partial", reason="out of time", pending=True)
                 )
             break
-        reports.append(provisioner.reconcile(cfg, deadline))
+        reports.append(provisioner.reconcile(cfg, deadline, recheck_conflicts=recheck_conflicts))
     return reports
 
 
@@ -79,61 +83,47 @@ def status(installation: Installation, pending: bool) -> dict[str, Any]:
 def drift(
     provisioner: Provisioner, installation: Installation, deadline: Deadline
 ) -> dict[str, Any]:
-    """Desired vs actual per project, without values and without writing anything."""
-    store = provisioner.store
+    """Desired vs actual per project: keys, targets and field names, never a value, and
+    nothing written (a dry run of the reconcile's plan)."""
     cfg = installation.configuration_id
-    _, secrets, records = store.load(cfg)
+    _, secrets, records = provisioner.store.load(cfg)
     client = provisioner.client(installation, deadline)
-    fp_key = store.fingerprint_key()
     try:
-        projects = client.list_projects()
+        projects = provisioner.projects(client, installation)
     except VercelError as exc:
-        return {"error": exc.code, "projects": []}
-    if installation.project_selection == "selected":
-        projects = [p for p in projects if p.id in set(installation.project_ids)]
+        return {"error": exc.code, "projects": [], "inSync": False}
 
-    def one(project: Any) -> dict[str, Any]:
-        ctx = TemplateContext(
-            configuration_id=cfg,
-            team_id=installation.team_id,
-            user_id=installation.user_id,
-            project_id=project.id,
-            project_name=project.name,
-            secrets=secrets,
-        )
-        desired = provisioner.spec.desired(ctx)
-        fps = {d.slot: fingerprint(fp_key, cfg, d.slot, d.value) for d in desired}
-        record = records.get(project.id)
+    def one(project: Project) -> dict[str, Any]:
         try:
-            actual = client.list_env(project.id).envs
+            p = provisioner.plan_project(
+                client, installation, project, secrets, records.get(project.id)
+            )
         except VercelError as exc:
             return {"projectId": project.id, "name": project.name, "error": exc.code}
-        p = plan(
-            desired,
-            actual,
-            configuration_id=cfg,
-            recorded=record.env if record else {},
-            fingerprint_of=fps,
-        )
+        clashing = {c.env_id for c in p.clashes}
         return {
             "projectId": project.id,
             "name": project.name,
             "inSync": p.writes == 0,
-            "ok": sorted(s.split("|")[0] for s in p.unchanged),
+            "ok": sorted(_key(s) for s in p.unchanged),
             "missing": [{"key": s.key, "targets": s.target} for _, s in p.creates],
             "changed": [
                 {
-                    "key": u.slot.split("|")[0],
+                    "key": _key(u.slot),
                     "fields": sorted(u.patch.model_fields_set - {"value"})
                     + (["value"] if "value" in u.patch.model_fields_set else []),
                 }
                 for u in p.updates
             ],
-            "extra": len([d for d in p.deletes if d not in {c.env_id for c in p.clashes}]),
+            "extra": len([d for d in p.deletes if d not in clashing]),
             "conflicts": [
                 {"key": c.key, "targets": list(c.targets), "owner": c.owner} for c in p.clashes
             ],
         }
 
-    rows = fan_out(one, projects, 8)
+    rows = fan_out(one, projects, _DRIFT_CONCURRENCY)
     return {"projects": rows, "inSync": all(r.get("inSync") for r in rows)}
+
+
+def _key(slot: str) -> str:
+    return slot.split("|", 1)[0]

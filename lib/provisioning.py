@@ -5,7 +5,10 @@ applies the plan (deletes, PATCHes by id, then ONE batched create) and records w
 wrote. Because every run plans from Vercel's actual state, it can be killed at any step
 and the next run converges: a var created but not recorded is found by the list and
 matched by key; a delete that happened is simply absent. A conflict that surfaces only at
-create time (a race, or a var the list does not show) re-lists and re-plans once.
+write time (a race, or a var the list does not show) re-lists and re-plans; what the list
+still cannot explain is recorded as held by a hidden var, so the free targets are
+provisioned and later runs neither retry nor loop (see `_Hidden`). Nothing is upserted:
+`?upsert=true` overwrites whatever holds the key and fails on a target-set mismatch.
 
 Per installation, projects are reconciled concurrently within a deadline; what does not
 fit is left marked pending for the next run (webhook delivery or cron sweep).
@@ -14,22 +17,26 @@ fit is left marked pending for the next run (webhook delivery or cron sweep).
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from lib.concurrency import fan_out
 from lib.deadline import Deadline
 from lib.env_plan import Clash, Plan, fingerprint, plan
+from lib.kv import KVError
 from lib.log import get_logger
 from lib.models import EnvCreateResult, EnvSpec, EnvVar, Project
-from lib.spec import Spec, TemplateContext
+from lib.spec import DesiredVar, Spec, TemplateContext
 from lib.store import Installation, ProjectRecord, Store
 from lib.vercel import (
     ConfigurationDisabled,
     EnvConflict,
     Forbidden,
+    MissingScope,
     NotFound,
     Unauthorized,
     VercelClient,
@@ -38,6 +45,7 @@ from lib.vercel import (
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
+    "HIDDEN_RECHECK_S",
     "InstallationReport",
     "ProjectReport",
     "Provisioner",
@@ -47,6 +55,11 @@ DEFAULT_CONCURRENCY = 16
 # Don't start a project with less time than this left: a half-done project is fine
 # (resumable), but starting work that can't finish wastes API calls.
 _MIN_PROJECT_BUDGET_S = 1.0
+# A conflicting write is explained by a re-list at most this many times per project.
+_MAX_ROUNDS = 3
+# How long a var hidden from us is taken to still hold its targets before a run tries
+# the write again (an explicit resync with `recheck_conflicts` does not wait).
+HIDDEN_RECHECK_S = 24 * 3600.0
 
 log = get_logger("provisioning")
 
@@ -111,12 +124,14 @@ class Provisioner:
         api_url: str,
         concurrency: int = DEFAULT_CONCURRENCY,
         client_factory: Any = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.spec = spec
         self._api_url = api_url
         self._concurrency = max(1, concurrency)
         self._client_factory = client_factory or VercelClient
+        self._clock = clock
 
     # -- installation ----------------------------------------------------------------------
 
@@ -137,9 +152,11 @@ class Provisioner:
         projects: Sequence[Project] | None = None,
         only: Iterable[str] | None = None,
         installation: Installation | None = None,
+        recheck_conflicts: bool = False,
     ) -> InstallationReport:
         """Bring every reachable project of an installation in line, or just `projects`
-        (given), or just the reachable projects whose ids are in `only`."""
+        (given), or just the reachable projects whose ids are in `only`.
+        `recheck_conflicts` tries again the writes that vars hidden from us blocked."""
         report = InstallationReport(configuration_id)
         inst, secrets, records = self.store.load(configuration_id)
         inst = installation or inst
@@ -160,7 +177,9 @@ class Provisioner:
                 else:
                     wanted = set(only)
                     targets = [p for p in targets if p.id in wanted]
-            report.projects = self._run_all(client, inst, targets, secrets, records, deadline)
+            report.projects = self._run_all(
+                client, inst, targets, secrets, records, deadline, recheck_conflicts
+            )
         except _Stop as stop:
             report.outcome, report.reason = stop.outcome, stop.reason
         except VercelError as exc:
@@ -168,15 +187,20 @@ class Provisioner:
         self._settle(inst, report)
         return report
 
-    def _reachable(self, client: VercelClient, inst: Installation) -> list[Project]:
-        try:
-            projects = client.list_projects()
-        except VercelError as exc:
-            raise _classify(exc) or exc from None
+    @staticmethod
+    def projects(client: VercelClient, inst: Installation) -> list[Project]:
+        """The projects the installation reaches: its selection, or every project."""
+        projects = client.list_projects()
         if inst.project_selection == "selected":
             allowed = set(inst.project_ids)
             projects = [p for p in projects if p.id in allowed]
         return projects
+
+    def _reachable(self, client: VercelClient, inst: Installation) -> list[Project]:
+        try:
+            return self.projects(client, inst)
+        except VercelError as exc:
+            raise _classify(exc, listing=True) or exc from None
 
     def _run_all(
         self,
@@ -186,6 +210,7 @@ class Provisioner:
         secrets: dict[str, str],
         records: dict[str, ProjectRecord],
         deadline: Deadline,
+        recheck_conflicts: bool,
     ) -> list[ProjectReport]:
         stop: list[_Stop] = []
         lock = threading.Lock()
@@ -197,13 +222,20 @@ class Provisioner:
                 return report
             try:
                 return self.reconcile_project(
-                    client, inst, project, secrets, records.get(project.id)
+                    client,
+                    inst,
+                    project,
+                    secrets,
+                    records.get(project.id),
+                    recheck_conflicts=recheck_conflicts,
                 )
             except _Stop as exc:
                 with lock:
                     stop.append(exc)
                 report.errors.append(exc.reason)
-                return report
+            except KVError as exc:  # written to Vercel, not recorded: the next run re-lists
+                report.errors.append(f"storage: {type(exc).__name__}")
+            return report
 
         reports = fan_out(work, projects, self._concurrency)
         if stop:
@@ -227,7 +259,7 @@ class Provisioner:
                 self.store.set_status(cfg, "active", None)
         if report.pending:
             self.store.mark_pending(cfg)
-        else:
+        elif self.store.is_pending(cfg):  # read first: a no-op run writes nothing
             self.store.clear_pending(cfg)
         log.info(
             "reconciled installation",
@@ -256,33 +288,62 @@ class Provisioner:
         project: Project,
         secrets: dict[str, str],
         record: ProjectRecord | None,
+        *,
+        recheck_conflicts: bool = False,
     ) -> ProjectReport:
-        """One project: list, plan, apply, record. Raises `_Stop` for installation-wide stops."""
+        """One project: list, plan, apply, record. Raises `_Stop` for installation-wide stops.
+
+        A write that conflicts is explained by a fresh list: if the var in the way is ours
+        (a concurrent run made it), the re-plan adopts it; if the list still cannot show
+        it, it is somebody's var hidden from us, and its targets are recorded as theirs so
+        that later runs neither retry the write nor leave the free targets out.
+        """
         report = ProjectReport(project.id, project.name)
         cfg = inst.configuration_id
-        ctx = TemplateContext(
-            configuration_id=cfg,
-            team_id=inst.team_id,
-            user_id=inst.user_id,
-            project_id=project.id,
-            project_name=project.name,
-            secrets=secrets,
-        )
-        desired = self.spec.desired(ctx)
-        fp_key = self.store.fingerprint_key()
-        fps = {d.slot: fingerprint(fp_key, cfg, d.slot, d.value) for d in desired}
-        written: dict[str, dict[str, str]] = dict(record.env) if record else {}
+        desired, fps = self._desired(inst, project, secrets)
+        written = {slot: dict(entry) for slot, entry in (record.env if record else {}).items()}
+        now = self._clock()
+        hidden = _Hidden.load(written, desired, now, as_of=math.inf if recheck_conflicts else now)
         try:
-            for attempt in (1, 2):
+            unexplained: dict[str, set[str]] = {}
+            for _ in range(_MAX_ROUNDS):
                 actual = client.list_env(project.id).envs
                 current = plan(
-                    desired, actual, configuration_id=cfg, recorded=written, fingerprint_of=fps
+                    desired,
+                    actual,
+                    configuration_id=cfg,
+                    recorded=written,
+                    fingerprint_of=fps,
+                    hidden=hidden.targets,
                 )
-                retry = self._apply(
-                    client, project.id, current, fps, written, report, final=attempt == 2
-                )
-                if not retry:
+                if unexplained and hidden.learn(_unexplained(current, actual, unexplained)):
+                    current = plan(
+                        desired,
+                        actual,
+                        configuration_id=cfg,
+                        recorded=written,
+                        fingerprint_of=fps,
+                        hidden=hidden.targets,
+                    )
+                unexplained = self._apply(client, project.id, current, fps, written, report)
+                if not unexplained:
                     break
+            else:
+                # Still conflicting after the last re-plan: take it as hidden, so the next
+                # run does not try again (and again) before the recheck is due.
+                hidden.learn(unexplained)
+                report.conflicts += [
+                    {
+                        "key": _key_of(s),
+                        "targets": sorted(t),
+                        "gitBranch": s.split("|")[1] or None,
+                        "owner": "hidden",
+                    }
+                    for s, t in unexplained.items()
+                    if t
+                ]
+                if any(not t for t in unexplained.values()):
+                    report.errors.append("changing under us: try again later")
             report.complete = not report.errors
         except NotFound:
             # The project was deleted (or access to it withdrawn) meanwhile: nothing to do.
@@ -291,14 +352,52 @@ class Provisioner:
             report.errors.clear()
             return report
         except VercelError as exc:
-            self._record(cfg, project, written, fps, record)  # keep what did get written
-            stop = _classify(exc)
+            self._record(cfg, project, written, fps, hidden, record)  # keep what got written
+            stop = _classify(exc, listing=False)
             if stop is not None:
                 raise stop from None
             report.errors.append(f"{exc.code}: {type(exc).__name__}")
             return report
-        self._record(cfg, project, written, fps, record)
+        self._record(cfg, project, written, fps, hidden, record)
         return report
+
+    def plan_project(
+        self,
+        client: VercelClient,
+        inst: Installation,
+        project: Project,
+        secrets: dict[str, str],
+        record: ProjectRecord | None,
+    ) -> Plan:
+        """What a reconcile of this project would do now (drift), writing nothing."""
+        desired, fps = self._desired(inst, project, secrets)
+        written = record.env if record else {}
+        hidden = _Hidden.load(written, desired, self._clock(), as_of=-math.inf)
+        return plan(
+            desired,
+            client.list_env(project.id).envs,
+            configuration_id=inst.configuration_id,
+            recorded=written,
+            fingerprint_of=fps,
+            hidden=hidden.targets,
+        )
+
+    def _desired(
+        self, inst: Installation, project: Project, secrets: dict[str, str]
+    ) -> tuple[list[DesiredVar], dict[str, str]]:
+        """The records the spec wants on this project, and their value fingerprints."""
+        ctx = TemplateContext(
+            configuration_id=inst.configuration_id,
+            team_id=inst.team_id,
+            user_id=inst.user_id,
+            project_id=project.id,
+            project_name=project.name,
+            secrets=secrets,
+        )
+        desired = self.spec.desired(ctx)
+        key = self.store.fingerprint_key()
+        cfg = inst.configuration_id
+        return desired, {d.slot: fingerprint(key, cfg, d.slot, d.value) for d in desired}
 
     def _apply(
         self,
@@ -308,61 +407,90 @@ class Provisioner:
         fps: dict[str, str],
         written: dict[str, dict[str, str]],
         report: ProjectReport,
-        *,
-        final: bool,
-    ) -> bool:
-        """Apply one plan. True when a create conflict calls for a re-list and re-plan."""
+    ) -> dict[str, set[str]]:
+        """Apply one plan: deletes, PATCHes, then one batched create. Returns the slots
+        whose write needs a fresh list to be understood, with the targets the write found
+        taken (none when the var to PATCH was gone)."""
         report.conflicts = [_clash(c) for c in p.clashes]
         report.adopted = sorted(set(report.adopted) | set(p.adopted))
-        for slot, env_id in p.matched.items():
-            if slot in p.unchanged:
-                written[slot] = {"id": env_id, "fp": fps[slot]}
         report.unchanged = len(p.unchanged)
+        report.errors = []  # this round's verdict replaces the last one's
+        for slot in p.unchanged:
+            _wrote(written, slot, p.matched[slot], fps[slot])
         for env_id in p.deletes:
             with contextlib.suppress(NotFound):  # already gone: the goal of a delete
                 client.delete_env(project_id, env_id)
             report.deleted += 1
             report.writes += 1
-            for slot in [s for s, w in written.items() if w.get("id") == env_id]:
-                del written[slot]
+            for entry in written.values():
+                if entry.get("id") == env_id:
+                    entry.pop("id", None)
+                    entry.pop("fp", None)
+        conflicts: dict[str, set[str]] = {}
         for update in p.updates:
-            client.edit_env(project_id, update.env_id, update.patch)
-            written[update.slot] = {"id": update.env_id, "fp": fps[update.slot]}
-            report.updated.append(update.patch.key or _key_of(update.slot))
             report.writes += 1
-        if not p.creates:
-            return False
-        specs = [spec for _, spec in p.creates]
-        try:
-            result = client.create_env(project_id, specs)
-        except EnvConflict as exc:
-            if not final:
-                return True
-            result = EnvCreateResult.model_validate(
-                {"failed": [{"error": {"code": exc.code, "key": exc.key, "target": exc.target}}]}
-            )
+            try:
+                client.edit_env(project_id, update.env_id, update.patch)
+            except EnvConflict as exc:
+                taken = set(exc.target) or set(update.patch.target or ())
+                conflicts.setdefault(update.slot, set()).update(taken)
+                continue
+            except NotFound:  # deleted meanwhile (by the user?): the re-list will show it
+                conflicts.setdefault(update.slot, set())
+                continue
+            _wrote(written, update.slot, update.env_id, fps[update.slot])
+            report.updated.append(_key_of(update.slot))
+        if p.creates:
+            conflicts.update(self._create(client, project_id, p, fps, written, report))
+        return conflicts
+
+    def _create(
+        self,
+        client: VercelClient,
+        project_id: str,
+        p: Plan,
+        fps: dict[str, str],
+        written: dict[str, dict[str, str]],
+        report: ProjectReport,
+    ) -> dict[str, set[str]]:
+        """The plan's creates in one call; partial success is taken item by item."""
         report.writes += 1
+        try:
+            result = client.create_env(project_id, [spec for _, spec in p.creates])
+        except EnvConflict as exc:  # the whole request refused: the re-list tells what exists
+            error = {"code": exc.code, "key": exc.key, "target": exc.target}
+            error["gitBranch"] = exc.git_branch
+            result = EnvCreateResult.model_validate({"failed": [{"error": error}]})
+        left: list[tuple[str, EnvSpec]] = []
         for slot, spec in p.creates:
             var = _find_created(result.created, spec)
             if var is not None and var.id:
-                written[slot] = {"id": var.id, "fp": fps[slot]}
+                _wrote(written, slot, var.id, fps[slot])
                 report.created.append(spec.key)
-        conflicted = [f for f in result.failed if f.is_conflict]
-        if conflicted and not final:
-            return True
-        for failure in result.failed:
-            if failure.is_conflict:
-                report.conflicts.append(
-                    {
-                        "key": failure.key,
-                        "targets": failure.target,
-                        "gitBranch": failure.git_branch,
-                        "owner": "hidden",
-                    }
-                )
             else:
+                left.append((slot, spec))
+        conflicts: dict[str, set[str]] = {}
+        explained: set[str] = set()
+        for failure in result.failed:
+            hits = [
+                (slot, spec)
+                for slot, spec in left
+                if failure.key in (None, spec.key)
+                and (failure.git_branch is None or failure.git_branch == spec.git_branch)
+                and (not failure.target or set(failure.target) & set(spec.target or ()))
+            ]
+            for slot, spec in hits:
+                explained.add(slot)
+                wanted = set(spec.target or ())
+                if failure.is_conflict:
+                    conflicts.setdefault(slot, set()).update(set(failure.target) & wanted or wanted)
+                else:
+                    report.errors.append(f"{failure.code}: {spec.key}")
+            if not hits and not failure.is_conflict:
                 report.errors.append(f"{failure.code}: {failure.key or '?'}")
-        return False
+        if not conflicts:
+            report.errors += [f"not created: {spec.key}" for s, spec in left if s not in explained]
+        return conflicts
 
     def _record(
         self,
@@ -370,9 +498,15 @@ class Provisioner:
         project: Project,
         written: dict[str, dict[str, str]],
         fps: dict[str, str],
+        hidden: _Hidden,
         previous: ProjectRecord | None,
     ) -> None:
-        env = {slot: w for slot, w in written.items() if slot in fps}
+        env: dict[str, dict[str, str]] = {}
+        for slot in fps:
+            entry = {k: v for k, v in written.get(slot, {}).items() if k in ("id", "fp")}
+            entry.update(hidden.entry(slot))
+            if entry:
+                env[slot] = entry
         if previous is not None and previous.env == env and previous.name == project.name:
             return  # nothing new: a no-op resync writes nothing to the KV either
         self.store.put_project(
@@ -386,15 +520,100 @@ class Provisioner:
             self.store.forget_project(configuration_id, project_id)
 
 
-def _classify(exc: VercelError) -> _Stop | None:
-    """Failures that stop the whole installation rather than one project."""
+def _classify(exc: VercelError, *, listing: bool) -> _Stop | None:
+    """Failures that stop the whole installation rather than one project. A plain 403 on
+    one project (access to it withdrawn) is that project's problem, not everyone's."""
     if isinstance(exc, ConfigurationDisabled):
         return _Stop("paused", "integration_configuration_disabled")
     if isinstance(exc, Unauthorized):
         return _Stop("broken", "token revoked or invalid: the user must reinstall")
-    if isinstance(exc, Forbidden):
+    if isinstance(exc, MissingScope) or (listing and isinstance(exc, Forbidden)):
         return _Stop("blocked", f"missing permission ({exc.code})")
     return None
+
+
+class _Hidden:
+    """Targets per slot held by vars the list does not show, as learnt from conflicts.
+
+    Kept in the project record next to what we wrote (`hidden`: the targets, `seen`:
+    when learnt). Within `HIDDEN_RECHECK_S` they are taken as given — no write is tried,
+    so a rerun stays a no-op; after that, or when asked to recheck (the user may have
+    removed their var), the next run tries the write again and learns afresh.
+    """
+
+    def __init__(self, targets: dict[str, set[str]], seen: dict[str, str], now: float) -> None:
+        self.targets = targets
+        self._seen = seen
+        self._now = now
+
+    @classmethod
+    def load(
+        cls,
+        written: Mapping[str, Mapping[str, str]],
+        desired: Sequence[DesiredVar],
+        now: float,
+        *,
+        as_of: float,
+    ) -> _Hidden:
+        """What the record says, keeping what is still fresh at `as_of`: learnt less than
+        `HIDDEN_RECHECK_S` before it (infinity: nothing is, -infinity: everything is)."""
+        targets: dict[str, set[str]] = {}
+        seen: dict[str, str] = {}
+        for want in desired:
+            entry = written.get(want.slot, {})
+            held = set(filter(None, entry.get("hidden", "").split(","))) & set(want.targets)
+            try:
+                learnt = float(entry.get("seen", ""))
+            except ValueError:
+                continue
+            if held and as_of - learnt < HIDDEN_RECHECK_S:
+                targets[want.slot] = held
+                seen[want.slot] = entry["seen"]
+        return cls(targets, seen, now)
+
+    def learn(self, found: Mapping[str, set[str]]) -> bool:
+        """Add what a conflict taught; True when it was news."""
+        news = False
+        for slot, targets in found.items():
+            if targets - self.targets.get(slot, set()):
+                self.targets.setdefault(slot, set()).update(targets)
+                self._seen[slot] = str(int(self._now))
+                news = True
+        return news
+
+    def entry(self, slot: str) -> dict[str, str]:
+        held = self.targets.get(slot)
+        if not held:
+            return {}
+        return {"hidden": ",".join(sorted(held)), "seen": self._seen[slot]}
+
+
+def _unexplained(
+    p: Plan, actual: Sequence[EnvVar], conflicted: Mapping[str, set[str]]
+) -> dict[str, set[str]]:
+    """Conflicted targets that a fresh plan still wants to write: no var we can see holds
+    them, so a var hidden from us does."""
+    found: dict[str, set[str]] = {}
+    for slot, spec in p.creates:
+        taken = set(spec.target or ()) & conflicted.get(slot, set())
+        if taken:
+            found.setdefault(slot, set()).update(taken)
+    by_id = {v.id: v for v in actual}
+    for update in p.updates:
+        if update.patch.target is None or update.slot not in conflicted:
+            continue
+        var = by_id.get(update.env_id)
+        adds = set(update.patch.target) - set(var.target if var else ())
+        taken = adds & conflicted[update.slot]
+        if taken:
+            found.setdefault(update.slot, set()).update(taken)
+    return found
+
+
+def _wrote(written: dict[str, dict[str, str]], slot: str, env_id: str, fp: str) -> None:
+    entry = written.setdefault(slot, {})
+    entry["id"] = env_id
+    entry["fp"] = fp
 
 
 def _clash(clash: Clash) -> dict[str, Any]:

@@ -139,18 +139,25 @@ class Spec(BaseModel):
         return {name: entry.mint() for name, entry in chosen.items()}
 
     def desired(self, ctx: TemplateContext) -> list[DesiredVar]:
-        """The env var records one project should have."""
+        """The env var records one project should have.
+
+        A value that renders empty (say `{team_id}` on a personal account) is left out:
+        Vercel refuses empty values, and an absent variable is what "empty" means to the
+        code reading it."""
         out: list[DesiredVar] = []
         seen: dict[tuple[str, str | None], int] = {}
         for entry in self.env:
             n = seen[(entry.key, entry.git_branch)] = (
                 seen.get((entry.key, entry.git_branch), -1) + 1
             )
+            value = _render(entry.value, ctx, self.operator_env)
+            if not value:
+                continue
             out.append(
                 DesiredVar(
                     slot=f"{entry.key}|{entry.git_branch or ''}|{n}",
                     key=entry.key,
-                    value=_render(entry.value, ctx, self.operator_env),
+                    value=value,
                     type=entry.type,
                     targets=entry.targets,
                     git_branch=entry.git_branch,

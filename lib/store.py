@@ -81,7 +81,9 @@ class ProjectRecord(BaseModel):
 
     project_id: str
     name: str | None = None
-    # "<key>|<targets>|<branch>" -> {"id": Vercel env id, "fp": fingerprint of the value we wrote}
+    # slot ("<key>|<branch>|<n>", see spec.DesiredVar) -> {"id": Vercel env id, "fp": keyed
+    # fingerprint of the value we wrote}; entries may also carry "hidden" (targets a var we
+    # cannot list holds) and "seen" (when that was learnt), see provisioning.HIDDEN_RECHECK_S.
     env: dict[str, dict[str, str]] = Field(default_factory=dict)
     removed_at: float | None = None
     updated_at: float = Field(default_factory=time.time)

@@ -226,6 +226,12 @@ class Emulator:
         item: EnvInput = parse_input(raw)
         return self._actions.add_user_env(project, item, owner=owner, hidden=hidden).to_json()
 
+    def remove_env(self, env_id: str) -> bool:
+        """A person deletes a var on the dashboard (any owner); False if it did not exist."""
+        store = self._ctx.store
+        with store.lock:
+            return store.envs.pop(env_id, None) is not None
+
     def deploy(
         self,
         project: str,

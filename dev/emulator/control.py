@@ -146,6 +146,11 @@ class Control:
         )
         return _ok(result, 201)
 
+    def remove_env(self, req: Request, p: _Params) -> Response:
+        if not self.emu.remove_env(p["id"]):
+            raise bad_request(f"no env var {p['id']}")
+        return _ok({"removed": p["id"]})
+
     def deploy(self, req: Request, p: _Params) -> Response:
         body = _body(req)
         events = _strs(
@@ -301,6 +306,7 @@ def register(router: Router, emulator: Emulator) -> None:
         ("POST", "/projects/{project}/rename", c.rename_project),
         ("POST", "/projects/{project}/env", c.add_env),
         ("POST", "/projects/{project}/deployments", c.deploy),
+        ("DELETE", "/env/{id}", c.remove_env),
         ("POST", "/installations", c.install),
         ("POST", "/oauth/code", c.mint_code),
         ("PUT", "/configurations/{id}/projects", c.set_access),

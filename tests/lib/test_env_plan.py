@@ -54,10 +54,15 @@ def var(
     )
 
 
-def run(desired, actual, recorded=None):
+def run(desired, actual, recorded=None, hidden=None):
     fps = {d.slot: fingerprint(FPK, CFG, d.slot, d.value) for d in desired}
     return plan(
-        desired, actual, configuration_id=CFG, recorded=recorded or {}, fingerprint_of=fps
+        desired,
+        actual,
+        configuration_id=CFG,
+        recorded=recorded or {},
+        fingerprint_of=fps,
+        hidden=hidden,
     ), fps
 
 
@@ -205,3 +210,42 @@ def test_narrowing_targets_then_creating_the_rest_never_conflicts() -> None:
     # The all-targets var is recreated as sensitive (type change), dev is created.
     assert p.deletes == ["env_1"]
     assert sorted(s.type for _, s in p.creates) == ["encrypted", "sensitive"]
+
+
+def test_plain_value_equal_in_list_is_unchanged_even_marked_not_decrypted() -> None:
+    # Vercel (and the emulator) list plain values in clear with `decrypted: false`.
+    listed = var("env_1", "A", type="plain", value="x").model_copy(update={"decrypted": False})
+    p, _ = run([want("A", "x", type="plain")], [listed])
+    assert p.writes == 0
+
+
+def test_hidden_targets_are_reported_and_only_the_free_ones_created() -> None:
+    d = want("A")
+    p, _ = run([d], [], hidden={d.slot: {"production"}})
+    assert [s.target for _, s in p.creates] == [["preview", "development"]]
+    assert [(c.key, c.targets, c.owner, c.env_id) for c in p.clashes] == [
+        ("A", ("production",), "hidden", None)
+    ]
+
+
+def test_hidden_on_every_target_plans_no_write() -> None:
+    d = want("A", targets=("production", "preview"))
+    p, _ = run([d], [], hidden={d.slot: {"production", "preview", "development"}})
+    assert p.writes == 0
+    assert p.clashes[0].targets == ("preview", "production")
+
+
+def test_hidden_never_claims_a_target_ours_holds() -> None:
+    # Stale knowledge must not make us delete or shrink our own var.
+    d = want("A")
+    fp = fingerprint(FPK, CFG, d.slot, "v")
+    p, _ = run(
+        [d],
+        [var("env_1", "A", targets=("production", "preview"))],
+        recorded={d.slot: {"id": "env_1", "fp": fp}},
+        hidden={d.slot: {"preview", "development"}},
+    )
+    assert not p.deletes
+    assert not p.updates
+    assert [c.targets for c in p.clashes] == [("development",)]
+    assert p.unchanged == [d.slot]

@@ -75,6 +75,12 @@ def test_placeholders_render() -> None:
     assert d.value == "icfg_1/icfg_1/team_1/user_1/team_1/prj_1/web/sk_123/eu/{literal}"
 
 
+def test_value_rendering_empty_is_left_out_not_sent_empty() -> None:
+    spec = parse([{"key": "TEAM", "value": "{team_id}"}, {"key": "OWNER", "value": "{owner_id}"}])
+    assert [d.key for d in spec.desired(ctx(team_id=None))] == ["OWNER"]
+    assert [d.key for d in spec.desired(ctx())] == ["TEAM", "OWNER"]
+
+
 def test_personal_install_owner_is_user() -> None:
     spec = parse([{"key": "A", "value": "{owner_id}:{team_id}"}])
     (d,) = spec.desired(ctx(team_id=None))

@@ -1,0 +1,317 @@
+"""Provisioning 200 projects x 6 vars against the emulator with 40 ms per call.
+
+What is compared, all over real HTTP to the emulator (and, for us, the KV gateway):
+
+* ours: `Provisioner.reconcile` of a fresh all-projects installation — per project one
+  env list and one batched create, `DEFAULT_CONCURRENCY` projects at a time, after the
+  project listing (100 per page).
+* naive: what the public anchors do (anchors.md §2, Sentry): one create call per var per
+  target, `?upsert=true`, one after the other. It runs on a sample of projects of its own
+  installation and is extrapolated linearly to all of them (its cost per project is
+  constant: no state, no listing), which the output says.
+* lower bound for our shape of work: every project needs `k` sequential calls (list, then
+  create), C projects run at once, and the project pages come first, one after the other:
+
+      LB = ceil(pages) · RTT + ceil(N / C) · k · RTT
+
+  with RTT the median time of one call measured against the same emulator and latency.
+
+Then a second reconcile with nothing to do measures the no-op resync (one env list per
+project, nothing written to Vercel or to the KV).
+
+Standalone: starts its own emulator and KV gateway (the embedded engine unless
+`BENCH_REDIS_URL` names a Redis), all on free local ports. Knobs for a quick run:
+`BENCH_PROVISION_PROJECTS`, `BENCH_PROVISION_LATENCY_MS`, `BENCH_PROVISION_NAIVE_SAMPLE`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+from dev import serve
+from dev.bench import print_table
+from dev.emulator import EmulatorConfig, create_app
+from dev.emulator.app import Emulator
+from dev.kv_engine import Engine
+from dev.kv_gateway import Backend, RedisBackend
+from dev.kv_gateway import create_app as create_gateway
+from lib.crypto import Keyring
+from lib.deadline import Deadline
+from lib.kv import KV
+from lib.models import EnvSpec
+from lib.provisioning import DEFAULT_CONCURRENCY, Provisioner
+from lib.settings import EncryptionKey
+from lib.spec import Spec, TemplateContext, parse_spec
+from lib.store import Installation, Store
+from lib.vercel import VercelClient, exchange_code
+
+__all__ = ["GOALS", "SPEC", "run"]
+
+PROJECTS = int(os.environ.get("BENCH_PROVISION_PROJECTS", "200"))
+LATENCY_MS = float(os.environ.get("BENCH_PROVISION_LATENCY_MS", "40"))
+NAIVE_SAMPLE = int(os.environ.get("BENCH_PROVISION_NAIVE_SAMPLE", "10"))
+_PAGE = 100  # projects per listing page (lib/vercel.py asks for the maximum)
+_TOKEN = "bench-kv-token"  # noqa: S105 - a local throwaway gateway
+_SECRET = "bench-client-secret"  # noqa: S105 - the local emulator's client secret
+
+# Six entries, the kind an integration ships: secrets (sensitive, split for development),
+# URLs and ids (plain), one preview-only value.
+SPEC = {
+    "secrets": {"api_key": {"prefix": "sk_"}, "webhook": {"bytes": 24}},
+    "env": [
+        {"key": "ACME_API_KEY", "value": "{secret.api_key}", "type": "sensitive"},
+        {"key": "ACME_URL", "value": "https://acme.example/{owner_id}/{project_name}"},
+        {"key": "ACME_PROJECT", "value": "{project_id}", "type": "plain",
+         "targets": ["production", "preview"]},
+        {"key": "ACME_WEBHOOK_SECRET", "value": "{secret.webhook}", "type": "sensitive",
+         "targets": ["production", "preview"]},
+        {"key": "ACME_INSTALLATION", "value": "{installation_id}", "type": "encrypted"},
+        {"key": "ACME_PREVIEW_MODE", "value": "on", "type": "plain", "targets": ["preview"]},
+    ],
+}  # fmt: skip
+
+# name -> (goal, "min" | "max")
+GOALS: dict[str, tuple[float, str]] = {
+    "provision_speedup_vs_naive": (25.0, "min"),
+    "provision_vs_lower_bound": (2.0, "max"),
+    "provision_calls_per_project_first": (2.0, "max"),
+    "provision_calls_per_project_noop": (1.0, "max"),
+}
+
+
+@dataclass
+class _World:
+    emulator: Emulator
+    emulator_url: str
+    store: Store
+    spec: Spec
+
+
+@contextmanager
+def _world() -> Iterator[_World]:
+    redis_url = os.environ.get("BENCH_REDIS_URL", "").strip()
+    backend: Backend = RedisBackend.connect(redis_url) if redis_url else Engine()
+    if redis_url:
+        backend.execute([b"FLUSHDB"])
+    emulator = create_app(EmulatorConfig(client_secret=_SECRET, webhook_url=None))
+    gateway = create_gateway(_TOKEN, backend)
+    with serve.running(gateway) as kv_server, serve.running(emulator) as api_server:
+        emulator.configure(public_url=api_server.url, redirect_uri="http://127.0.0.1/callback")
+        key = EncryptionKey(key_id="bench", key=b"B" * 32)
+        kv = KV(kv_server.url, _TOKEN, timeout_s=10.0)
+        store = Store(kv, Keyring(key), "bench:")
+        spec = parse_spec(SPEC, source="bench", env={})
+        try:
+            yield _World(emulator, api_server.url, store, spec)
+        finally:
+            kv.close()
+            emulator.close()
+            backend.close()
+
+
+def _install(world: _World, team: str, projects: int) -> Installation:
+    """A team with `projects` projects and our installation on it (code exchange included)."""
+    emu = world.emulator
+    emu.create_team(team)
+    for n in range(projects):
+        emu.create_project(team, f"{team}-{n:04d}")
+    minted = emu.mint_code(scope=team, project_selection="all")
+    token = exchange_code(
+        minted["code"],
+        client_id=emu.config.client_id,
+        client_secret=_SECRET,
+        redirect_uri=emu.config.redirect_uri,
+        base_url=world.emulator_url,
+        deadline=Deadline(10),
+    )
+    cfg = token.installation_id
+    access = token.access_token.get_secret_value()
+    inst = Installation(
+        configuration_id=cfg,
+        owner_id=token.team_id or token.user_id,
+        team_id=token.team_id,
+        user_id=token.user_id,
+        sealed_token=world.store.seal_token(cfg, access),
+        project_selection="all",
+    )
+    world.store.save_installation(inst, secrets=world.spec.mint_secrets())
+    assert parse_qs(urlsplit(minted["redirectUrl"]).query)["configurationId"] == [cfg]
+    return inst
+
+
+def _calls(emulator: Emulator) -> dict[str, int]:
+    routes = emulator.call_counts()["routes"]
+    return {key: value["count"] for key, value in routes.items()}
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _rtt(world: _World, inst: Installation, project_id: str, samples: int = 15) -> float:
+    client = VercelClient(
+        world.store.token(inst),
+        team_id=inst.team_id,
+        base_url=world.emulator_url,
+        deadline=Deadline(60),
+    )
+    return statistics.median(_timed(lambda: client.list_env(project_id)) for _ in range(samples))
+
+
+def _naive(world: _World, inst: Installation) -> tuple[float, int]:
+    """Seconds and calls for every project of `inst`, the anchors' way."""
+    client = VercelClient(
+        world.store.token(inst),
+        team_id=inst.team_id,
+        base_url=world.emulator_url,
+        deadline=Deadline(600),
+    )
+    secrets = world.store.get_secrets(inst.configuration_id)
+    state = world.emulator.state()["projects"]
+    projects = [p for p in state if p["accountId"] == inst.owner_id]
+    calls = 0
+    start = time.perf_counter()
+    for project in projects:
+        ctx = TemplateContext(
+            configuration_id=inst.configuration_id,
+            team_id=inst.team_id,
+            user_id=inst.user_id,
+            project_id=project["id"],
+            project_name=project["name"],
+            secrets=secrets,
+        )
+        for var in world.spec.desired(ctx):
+            for target in var.targets:
+                one = EnvSpec(key=var.key, value=var.value, type=var.type, target=[target])
+                result = client.create_env(project["id"], one, upsert=True)
+                assert result.ok
+                calls += 1
+    return time.perf_counter() - start, calls
+
+
+def run() -> dict[str, float]:
+    with _world() as world:
+        emu = world.emulator
+        ours = _install(world, "bench", PROJECTS)
+        naive_inst = _install(world, "naive", NAIVE_SAMPLE)
+        prov = Provisioner(world.store, world.spec, api_url=world.emulator_url)
+        concurrency = DEFAULT_CONCURRENCY
+        emu.set_latency(LATENCY_MS)
+        sample = next(p for p in emu.state()["projects"] if p["accountId"] == ours.owner_id)
+        rtt = _rtt(world, ours, sample["id"])
+
+        emu.reset_calls()
+        first_s = _timed(lambda: _check(prov.reconcile(ours.configuration_id, Deadline(600))))
+        first = _calls(emu)
+        emu.reset_calls()
+        noop_s = _timed(lambda: _check(prov.reconcile(ours.configuration_id, Deadline(600))))
+        noop = _calls(emu)
+        naive_sample_s, naive_calls = _naive(world, naive_inst)
+
+    pages = math.ceil(PROJECTS / _PAGE)
+    listing = "GET /v10/projects"
+    env_first = sum(v for k, v in first.items() if k != listing) / PROJECTS
+    env_noop = sum(v for k, v in noop.items() if k != listing) / PROJECTS
+    writes_noop = sum(v for k, v in noop.items() if not k.startswith("GET"))
+    per_project_k = 2  # env list, then one batched create
+    lower = pages * rtt + math.ceil(PROJECTS / concurrency) * per_project_k * rtt
+    naive_s = naive_sample_s * PROJECTS / NAIVE_SAMPLE
+    figures = {
+        "provision_wall_s": first_s,
+        "provision_noop_wall_s": noop_s,
+        "provision_naive_wall_s": naive_s,
+        "provision_lower_bound_s": lower,
+        "provision_rtt_ms": rtt * 1000,
+        "provision_speedup_vs_naive": naive_s / first_s,
+        "provision_vs_lower_bound": first_s / lower,
+        "provision_calls_per_project_first": env_first,
+        "provision_calls_per_project_noop": env_noop,
+        "provision_listing_calls_per_project": first.get(listing, 0) / PROJECTS,
+        "provision_naive_calls_per_project": naive_calls / NAIVE_SAMPLE,
+        "provision_noop_vercel_writes": float(writes_noop),
+    }
+    _print(figures, concurrency, pages, per_project_k)
+    return figures
+
+
+def _check(report: object) -> None:
+    outcome = getattr(report, "outcome", None)
+    if outcome != "done":
+        raise RuntimeError(f"benchmark reconcile did not finish: {outcome}")
+
+
+def _verdict(name: str, value: float) -> str:
+    goal, kind = GOALS[name]
+    ok = value >= goal if kind == "min" else value <= goal
+    return f"{'≥' if kind == 'min' else '≤'} {goal:g}: {'met' if ok else 'MISSED'}"
+
+
+def _print(f: dict[str, float], concurrency: int, pages: int, k: int) -> None:
+    n = PROJECTS
+    print_table(
+        f"Provisioning {n} projects x {len(SPEC['env'])} vars, {LATENCY_MS:g} ms per call "
+        f"(RTT measured {f['provision_rtt_ms']:.1f} ms), concurrency C = {concurrency}",
+        ["figure", "value", "goal"],
+        [
+            ("(a) ours: wall time", f"{f['provision_wall_s']:.2f} s", ""),
+            (
+                f"(b) naive: one upsert per var per target, sequential "
+                f"(measured on {NAIVE_SAMPLE} projects, x{n / NAIVE_SAMPLE:g})",
+                f"{f['provision_naive_wall_s']:.1f} s",
+                "",
+            ),
+            (
+                "    speedup vs naive",
+                f"{f['provision_speedup_vs_naive']:.1f}x",
+                _verdict("provision_speedup_vs_naive", f["provision_speedup_vs_naive"]),
+            ),
+            (
+                f"(c) lower bound ⌈{n}/{_PAGE}⌉·RTT + ⌈{n}/{concurrency}⌉·{k}·RTT "
+                f"= {pages}·RTT + {math.ceil(n / concurrency) * k}·RTT",
+                f"{f['provision_lower_bound_s']:.2f} s",
+                "",
+            ),
+            (
+                "    ours / lower bound",
+                f"{f['provision_vs_lower_bound']:.2f}x",
+                _verdict("provision_vs_lower_bound", f["provision_vs_lower_bound"]),
+            ),
+            (
+                "(d) env calls per project, first provision",
+                f"{f['provision_calls_per_project_first']:.2f}",
+                _verdict(
+                    "provision_calls_per_project_first", f["provision_calls_per_project_first"]
+                ),
+            ),
+            (
+                "    env calls per project, no-op resync",
+                f"{f['provision_calls_per_project_noop']:.2f}",
+                _verdict("provision_calls_per_project_noop", f["provision_calls_per_project_noop"]),
+            ),
+            (
+                "    + project listing per project (amortized, each run)",
+                f"{f['provision_listing_calls_per_project']:.3f}",
+                "",
+            ),
+            ("    Vercel writes on the no-op resync", f"{f['provision_noop_vercel_writes']:g}", ""),
+            ("    no-op resync wall time", f"{f['provision_noop_wall_s']:.2f} s", ""),
+            (
+                "    naive calls per project",
+                f"{f['provision_naive_calls_per_project']:g}",
+                "",
+            ),
+        ],
+    )
+
+
+if __name__ == "__main__":
+    run()
