@@ -3,17 +3,19 @@
 Without a session for the requested configuration the browser goes through `/install`
 with the configuration id in its state; Vercel issues a code for the existing
 configuration, `/callback` checks the token belongs to it and sets the session. POSTs
-(resync, rotate) need the session and a CSRF token bound to it.
+(resync, rotate) need the session and a CSRF token bound to it; a refused POST gets a
+page that says how to continue, never data.
 """
 
 import re
 from urllib.parse import quote
 
-from lib.configure_page import render
+from lib.configure_page import NOTICES, render
 from lib.deadline import Deadline
 from lib.http import HTTPError, Request, Response, endpoint
 from lib.kv import KVError
 from lib.operations import drift, rotate_secrets, status
+from lib.pages import page
 from lib.services import Services, get_services
 from lib.session import CSRF_FIELD, SESSION_COOKIE, csrf_token, verify, verify_csrf
 from lib.settings import SettingsError
@@ -21,7 +23,6 @@ from lib.spec import SpecError
 
 _CFG = re.compile(r"^icfg_[A-Za-z0-9]{1,64}$")
 _BUDGET_S = 25.0
-_NOTICES = {"resync": "Resync finished.", "rotate": "Secrets rotated and pushed to your projects."}
 
 
 def _handle(request: Request) -> Response:
@@ -37,7 +38,7 @@ def _handle(request: Request) -> Response:
     session = verify(services.store.keyring, request.cookies.get(SESSION_COOKIE), cfg)
     if session is None:
         if request.method == "POST":
-            raise HTTPError(403, "Your session expired; reopen the configuration page from Vercel.")
+            return _refused(cfg, "Your session has expired.")
         return Response.redirect(f"/install?configurationId={quote(cfg)}")
     try:
         if request.method == "POST":
@@ -47,15 +48,33 @@ def _handle(request: Request) -> Response:
         raise HTTPError(503, "Storage unavailable; retry.", headers={"Retry-After": "10"}) from None
 
 
+def _page_url(cfg: str) -> str:
+    return f"/configure?configurationId={quote(cfg)}"
+
+
+def _refused(cfg: str, why: str) -> Response:
+    """403 for a POST without a valid session or form token: no data, a way back."""
+    html = page(
+        "Nothing was changed",
+        why,
+        tone="error",
+        details=["Reopen the configuration page, then try again."],
+        actions=[(_page_url(cfg), "Reopen the configuration page")],
+    )
+    return Response.html(html, 403)
+
+
 def _show(request: Request, services: Services, cfg: str, session: str) -> Response:
     inst = services.store.get_installation(cfg)
     if inst is None:
         raise HTTPError(404, "This installation is not known (it may have been removed).")
-    pending = cfg in services.store.pending(10_000)
     report = drift(services.provisioner, inst, Deadline(_BUDGET_S))
-    notice = _NOTICES.get(request.arg("done") or "")
     html = render(
-        status(inst, pending), report, csrf_token(services.store.keyring, session), notice
+        status(inst, services.store.is_pending(cfg)),
+        report,
+        csrf_token(services.store.keyring, session),
+        NOTICES.get(request.arg("done") or ""),
+        services.spec.env,
     )
     return Response.html(html)
 
@@ -63,18 +82,21 @@ def _show(request: Request, services: Services, cfg: str, session: str) -> Respo
 def _act(request: Request, services: Services, cfg: str, session: str) -> Response:
     form = request.form()
     if not verify_csrf(services.store.keyring, (form.get(CSRF_FIELD) or [""])[0], session):
-        raise HTTPError(403, "This form has expired; reload the page and try again.")
+        return _refused(cfg, "This form has expired or did not come from this page.")
     action = (form.get("action") or [""])[0]
+    if action not in ("resync", "rotate"):
+        raise HTTPError(400, "Unknown action.")
     if services.store.get_installation(cfg) is None:
         raise HTTPError(404, "This installation is not known (it may have been removed).")
     deadline = Deadline(_BUDGET_S)
     if action == "resync":
-        services.provisioner.reconcile(cfg, deadline)
-    elif action == "rotate":
-        rotate_secrets(services.provisioner, cfg, None, deadline)
+        # A person asking is the moment to retry writes their own variables blocked:
+        # they may just have deleted one (the docs tell them to, then resync).
+        report = services.provisioner.reconcile(cfg, deadline, recheck_conflicts=True)
     else:
-        raise HTTPError(400, "Unknown action.")
-    return Response.redirect(f"/configure?configurationId={quote(cfg)}&done={action}", 303)
+        report = rotate_secrets(services.provisioner, cfg, None, deadline)
+    done = action if report.outcome == "done" and not report.pending else f"{action}-partial"
+    return Response.redirect(f"{_page_url(cfg)}&done={done}", 303)
 
 
 app = endpoint(_handle, name="configure")

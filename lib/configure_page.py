@@ -1,104 +1,216 @@
 """The configuration page an installed user sees: access, provisioning status, drift,
-and the two things they can do about it (resync, rotate secrets). Keys and targets only,
-never a value."""
+and the two things they can do about it (resync, rotate secrets).
+
+Keys, targets and kinds only, never a value: the renderer is never given one (the drift
+report and the spec entries it receives carry none that it reads), and every dynamic
+string is escaped. The forms work without JavaScript; rotation sits behind a
+`<details>` disclosure so a stray click cannot invalidate a team's keys.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 from lib.pages import page, safe
 from lib.session import CSRF_FIELD
+from lib.spec import TARGETS, EnvEntry
 
-__all__ = ["render"]
+__all__ = ["NOTICES", "PRODUCT", "render"]
+
+PRODUCT = "Acme for Vercel"
+
+# `?done=` after a POST: what happened, in words (unknown keys show nothing).
+NOTICES = {
+    "resync": "Resync finished: every project is up to date.",
+    "resync-partial": "Resync did not reach every project yet; the rest is retried "
+    "automatically in the background.",
+    "rotate": "Secrets rotated and pushed to every project. Redeploy to start using the "
+    "new values.",
+    "rotate-partial": "Secrets rotated; some projects are still being updated in the "
+    "background. Redeploy once they show “in sync”.",
+}
+
+_STATUS = {
+    "active": ("Active", "ok"),
+    "paused": ("Paused", "warn"),
+    "broken": ("Needs reinstall", "err"),
+}
+# Who holds a variable the integration wanted (drift's clash owners).
+_OWNERS = {
+    "user": "your own variable",
+    # Learnt from Vercel refusing the write: a var this integration's scope can't list.
+    "hidden": "already set by you (a variable the integration cannot see)",
+}
+_OTHER = "another integration's variable"
+_ORDER: dict[str, int] = {t: i for i, t in enumerate(TARGETS)}
+_KINDS = {"sensitive": "sensitive", "encrypted": "encrypted", "plain": "plain text"}
 
 
 def _badge(text: str, tone: str) -> str:
     return f'<span class="badge {tone}">{escape(text)}</span>'
 
 
-def _project_rows(drift: dict[str, Any]) -> str:
-    rows = []
-    for p in drift.get("projects", []):
-        if "error" in p:
-            state = _badge("unreachable", "err")
-            detail = escape(str(p["error"]))
-        else:
-            state = _badge("in sync", "ok") if p.get("inSync") else _badge("drift", "warn")
-            parts = []
-            if p.get("ok"):
-                parts.append(
-                    "Provisioned: " + ", ".join(f"<code>{escape(k)}</code>" for k in p["ok"])
-                )
-            for m in p.get("missing", []):
-                parts.append(
-                    f"Missing: <code>{escape(m['key'])}</code> ({escape(', '.join(m['targets'] or []))})"
-                )
-            for c in p.get("changed", []):
-                parts.append(
-                    f"Changed: <code>{escape(c['key'])}</code> ({escape(', '.join(c['fields']))})"
-                )
-            for c in p.get("conflicts", []):
-                owner = (
-                    "your variable" if c["owner"] == "user" else "another integration's variable"
-                )
-                parts.append(
-                    f"Conflict: <code>{escape(c['key'])}</code> in {escape(', '.join(c['targets']))} "
-                    f"is {escape(owner)}; left unchanged"
-                )
-            detail = "<br>".join(parts) or "Nothing to provision."
-        rows.append(
-            f'<tr><th scope="row">{escape(p.get("name") or p["projectId"])}</th>'
-            f"<td>{state}</td><td>{detail}</td></tr>"
+def _code(key: str) -> str:
+    return f"<code>{escape(key)}</code>"
+
+
+def _targets(targets: Iterable[str] | None) -> str:
+    """Vercel's order (production, preview, development), whatever order they came in."""
+    ordered = sorted(targets or [], key=lambda t: (_ORDER.get(t, len(_ORDER)), t))
+    return escape(", ".join(ordered) or "all environments")
+
+
+def _problems(p: dict[str, Any]) -> list[str]:
+    lines = []
+    for m in p.get("missing", []):
+        lines.append(f"{_code(m['key'])} missing in {_targets(m.get('targets'))}")
+    for c in p.get("changed", []):
+        fields = ", ".join(c.get("fields") or []) or "settings"
+        lines.append(f"{_code(c['key'])} was changed outside the integration ({escape(fields)})")
+    for c in p.get("conflicts", []):
+        lines.append(
+            f"{_code(c['key'])} in {_targets(c.get('targets'))} is "
+            f"{_OWNERS.get(str(c.get('owner')), _OTHER)}: left unchanged"
         )
-    return "".join(rows) or '<tr><td colspan="3">No projects reachable yet.</td></tr>'
+    extra = int(p.get("extra") or 0)
+    if extra:
+        lines.append(f"{extra} variable(s) the integration no longer needs, to be removed")
+    return lines
 
 
-def render(status: dict[str, Any], drift: dict[str, Any], csrf: str, notice: str | None) -> str:
-    cfg = escape(status["configurationId"])
-    owner = (
-        f"Team <code>{escape(status['teamId'])}</code>"
-        if status.get("teamId")
-        else "Personal account"
+def _project_row(p: dict[str, Any]) -> str:
+    name = escape(str(p.get("name") or p.get("projectId") or "?"))
+    if "error" in p:
+        state = _badge("unreachable", "err")
+        detail = f"Could not read this project from Vercel ({escape(str(p['error']))})."
+    else:
+        conflicts = bool(p.get("conflicts"))
+        if p.get("inSync"):
+            state = _badge("conflict", "warn") if conflicts else _badge("in sync", "ok")
+        else:
+            state = _badge("drift", "warn")
+        ok = list(dict.fromkeys(p.get("ok") or []))  # a split var has two records
+        lines = _problems(p)
+        if ok:
+            lines.insert(0, "Provisioned: " + ", ".join(_code(k) for k in ok))
+        detail = (
+            "<ul class='plain'>" + "".join(f"<li>{line}</li>" for line in lines) + "</ul>"
+            if lines
+            else "Nothing to provision."
+        )
+    return f'<tr><th scope="row">{name}</th><td>{state}</td><td>{detail}</td></tr>'
+
+
+def _projects(drift: dict[str, Any]) -> str:
+    if drift.get("error"):
+        return (
+            '<p class="notice warn" role="alert">Vercel did not list your projects just now '
+            f"({escape(str(drift['error']))}). Reload this page in a minute.</p>"
+        )
+    rows = sorted(drift.get("projects", []), key=lambda p: str(p.get("name") or ""))
+    if not rows:
+        return '<p class="muted">No projects are reachable with the access you granted.</p>'
+    return (
+        "<table><caption>Environment variables in each project</caption>"
+        '<thead><tr><th scope="col">Project</th><th scope="col">State</th>'
+        '<th scope="col">Variables</th></tr></thead>'
+        f"<tbody>{''.join(_project_row(p) for p in rows)}</tbody></table>"
     )
-    access = (
-        "All projects"
-        if status.get("projectSelection") != "selected"
-        else f"{len(status.get('projectIds') or [])} selected project(s)"
+
+
+def _managed(entries: Sequence[EnvEntry]) -> str:
+    rows = "".join(
+        f"<tr><td>{_code(e.key)}</td><td>{_targets(e.targets)}"
+        f"{escape(f' (branch {e.git_branch})') if e.git_branch else ''}</td>"
+        f"<td>{escape(_KINDS.get(e.type, e.type))}"
+        f"{', rotatable secret' if '{secret.' in e.value else ''}</td></tr>"
+        for e in entries
     )
-    health = {
-        "active": ("active", "ok"),
-        "paused": ("paused", "warn"),
-        "broken": ("needs reinstall", "err"),
-    }
-    label, tone = health.get(status.get("status", "active"), ("unknown", "warn"))
-    reason = f" — {escape(status['statusReason'])}" if status.get("statusReason") else ""
-    pending = _badge("work pending", "warn") if status.get("pending") else ""
+    return (
+        "<table><caption>What the integration manages</caption>"
+        '<thead><tr><th scope="col">Variable</th><th scope="col">Environments</th>'
+        f'<th scope="col">Kind</th></tr></thead><tbody>{rows}</tbody></table>'
+    )
+
+
+def _summary(status: dict[str, Any]) -> str:
+    owner = f"Team {_code(status['teamId'])}" if status.get("teamId") else "Your personal account"
+    if status.get("projectSelection") == "selected":
+        count = len(status.get("projectIds") or [])
+        access = f"{count} selected project{'' if count == 1 else 's'}"
+    else:
+        access = "All projects, including new ones"
+    label, tone = _STATUS.get(status.get("status") or "active", ("Unknown", "warn"))
+    health = _badge(label, tone)
+    if status.get("statusReason"):
+        health += f' <span class="muted">{escape(status["statusReason"])}</span>'
+    work = (
+        _badge("Work pending", "warn") + ' <span class="muted">finishing in the background</span>'
+        if status.get("pending")
+        else _badge("Nothing pending", "ok")
+    )
+    items = [
+        ("Installed on", owner),
+        ("Project access", escape(access)),
+        ("Status", health),
+        ("Background work", work),
+    ]
+    return (
+        '<dl class="summary">'
+        + "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in items)
+        + "</dl>"
+    )
+
+
+def _actions(cfg: str, csrf: str, secret_keys: list[str]) -> str:
+    action = f"/configure?configurationId={escape(quote(cfg), quote=True)}"
     hidden = f'<input type="hidden" name="{CSRF_FIELD}" value="{escape(csrf, quote=True)}">'
-    body = f"""
-<table>
-<tbody>
-<tr><th scope="row">Installed on</th><td>{owner}</td></tr>
-<tr><th scope="row">Project access</th><td>{escape(access)}</td></tr>
-<tr><th scope="row">Status</th><td>{_badge(label, tone)}{reason} {pending}</td></tr>
-</tbody>
-</table>
-<h2>Projects</h2>
-<table>
-<thead><tr><th scope="col">Project</th><th scope="col">State</th><th scope="col">Variables</th></tr></thead>
-<tbody>{_project_rows(drift)}</tbody>
-</table>
-<div class="actions">
-<form class="inline" method="post" action="/configure?configurationId={cfg}">{hidden}
-<input type="hidden" name="action" value="resync"><button type="submit">Resync now</button></form>
-<form class="inline" method="post" action="/configure?configurationId={cfg}">{hidden}
-<input type="hidden" name="action" value="rotate"><button type="submit" class="secondary">Rotate secrets</button></form>
-</div>
-"""
+    resync = (
+        f'<form method="post" action="{action}">{hidden}'
+        '<input type="hidden" name="action" value="resync">'
+        '<button type="submit">Resync now</button></form>'
+        '<p class="muted">Checks every project against Vercel and fixes what drifted. '
+        "Your own variables are never changed.</p>"
+    )
+    if not secret_keys:
+        return f'<div class="panel">{resync}</div>'
+    keys = ", ".join(_code(k) for k in secret_keys)
+    rotate = (
+        '<details class="danger"><summary>Rotate secrets…</summary>'
+        f"<p>Mints new values for {keys} and writes them to every project. Running "
+        "deployments keep the old values until you redeploy them.</p>"
+        f'<form method="post" action="{action}">{hidden}'
+        '<input type="hidden" name="action" value="rotate">'
+        '<button type="submit" class="danger">Rotate secrets</button></form></details>'
+    )
+    return f'<div class="panel">{resync}{rotate}</div>'
+
+
+def render(
+    status: dict[str, Any],
+    drift: dict[str, Any],
+    csrf: str,
+    notice: str | None,
+    entries: Sequence[EnvEntry] = (),
+) -> str:
+    """The whole page. `notice` is one of `NOTICES`' values (shown as a status banner)."""
+    cfg = str(status["configurationId"])
+    secret_keys = list(dict.fromkeys(e.key for e in entries if "{secret." in e.value))
+    banner = f'<p class="notice ok" role="status">{escape(notice)}</p>' if notice else ""
+    body = (
+        f"{banner}{_summary(status)}"
+        f'<h2 id="projects">Projects</h2>{_projects(drift)}'
+        f"{'<h2>Variables</h2>' + _managed(entries) if entries else ''}"
+        f"<h2>Actions</h2>{_actions(cfg, csrf, secret_keys)}"
+        f'<p class="muted small">Configuration {_code(cfg)} · '
+        '<a href="/docs">Help</a> · <a href="/privacy">Privacy</a></p>'
+    )
     return page(
-        "Integration configuration",
-        notice or f"Configuration {status['configurationId']}",
-        tone="success" if notice else "info",
+        f"{PRODUCT}: configuration",
+        "The environment variables this integration keeps right in your projects.",
         body=safe(body),
         wide=True,
     )

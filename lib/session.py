@@ -29,20 +29,24 @@ SESSION_TTL_S = 30 * 60
 CSRF_FIELD = "csrf"
 
 
-def issue(keyring: Keyring, configuration_id: str) -> str:
+def issue(keyring: Keyring, configuration_id: str, *, now: float | None = None) -> str:
+    """A session cookie value for one configuration, valid `SESSION_TTL_S` seconds."""
     return sign_token(
         keyring.derive("session"),
         {"cfg": configuration_id, "sid": secrets.token_urlsafe(12)},
         SESSION_TTL_S,
+        now=now,
     )
 
 
-def verify(keyring: Keyring, cookie: str | None, configuration_id: str) -> str | None:
+def verify(
+    keyring: Keyring, cookie: str | None, configuration_id: str, *, now: float | None = None
+) -> str | None:
     """The session id when `cookie` is a live session for exactly this configuration."""
     if not cookie:
         return None
     try:
-        payload = verify_token(keyring.derive("session"), cookie)
+        payload = verify_token(keyring.derive("session"), cookie, now=now)
     except CryptoError:
         return None
     if payload.get("cfg") != configuration_id or not isinstance(payload.get("sid"), str):
@@ -50,16 +54,19 @@ def verify(keyring: Keyring, cookie: str | None, configuration_id: str) -> str |
     return str(payload["sid"])
 
 
-def csrf_token(keyring: Keyring, session_id: str) -> str:
+def csrf_token(keyring: Keyring, session_id: str, *, now: float | None = None) -> str:
     """A form token tied to one session (a stolen form token is useless without its cookie)."""
-    return sign_token(keyring.derive("csrf"), {"s": _h(session_id)}, SESSION_TTL_S)
+    return sign_token(keyring.derive("csrf"), {"s": _h(session_id)}, SESSION_TTL_S, now=now)
 
 
-def verify_csrf(keyring: Keyring, token: str | None, session_id: str) -> bool:
+def verify_csrf(
+    keyring: Keyring, token: str | None, session_id: str, *, now: float | None = None
+) -> bool:
+    """True when `token` was issued for this session and has not expired."""
     if not token:
         return False
     try:
-        payload = verify_token(keyring.derive("csrf"), token)
+        payload = verify_token(keyring.derive("csrf"), token, now=now)
     except CryptoError:
         return False
     return secrets.compare_digest(str(payload.get("s", "")), _h(session_id))

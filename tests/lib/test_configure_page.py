@@ -1,0 +1,169 @@
+from typing import Any
+
+from lib.configure_page import NOTICES, render
+from lib.spec import EnvEntry
+
+ENTRIES = (
+    EnvEntry(
+        key="ACME_API_KEY",
+        value="{secret.api_key}",
+        type="sensitive",
+        targets=("preview", "production"),
+    ),
+    EnvEntry(
+        key="ACME_API_KEY", value="{secret.api_key}", type="encrypted", targets=("development",)
+    ),
+    EnvEntry(key="ACME_URL", value="https://x/{project_name}", type="plain"),
+)
+
+
+def _status(**changes: Any) -> dict[str, Any]:
+    return {
+        "configurationId": "icfg_abc",
+        "teamId": "team_123",
+        "projectSelection": "selected",
+        "projectIds": ["prj_1", "prj_2"],
+        "status": "active",
+        "statusReason": None,
+        "pending": False,
+        **changes,
+    }
+
+
+def _row(name: str, **changes: Any) -> dict[str, Any]:
+    return {
+        "projectId": f"prj_{name}",
+        "name": name,
+        "inSync": True,
+        "ok": ["ACME_API_KEY", "ACME_API_KEY", "ACME_URL"],
+        "missing": [],
+        "changed": [],
+        "extra": 0,
+        "conflicts": [],
+        **changes,
+    }
+
+
+def _render(drift: dict[str, Any], **kwargs: Any) -> str:
+    return render(
+        kwargs.pop("status", _status()), drift, "csrf-token", kwargs.pop("notice", None), ENTRIES
+    )
+
+
+def test_summary_shows_owner_access_status_and_pending() -> None:
+    html = _render({"projects": []}, status=_status(pending=True))
+    assert "Team <code>team_123</code>" in html
+    assert "2 selected projects" in html
+    assert "Active" in html
+    assert "Work pending" in html
+    personal = _render({"projects": []}, status=_status(teamId=None, projectSelection="all"))
+    assert "Your personal account" in personal
+    assert "All projects, including new ones" in personal
+    assert "Nothing pending" in personal
+
+
+def test_broken_installation_says_what_to_do_with_its_reason() -> None:
+    html = _render({"projects": []}, status=_status(status="broken", statusReason="token revoked"))
+    assert "Needs reinstall" in html
+    assert "token revoked" in html
+
+
+def test_rows_show_keys_and_targets_in_vercels_order_once_each() -> None:
+    drift = {
+        "projects": [
+            _row("web"),
+            _row(
+                "api",
+                inSync=False,
+                ok=["ACME_URL"],
+                missing=[{"key": "ACME_API_KEY", "targets": ["preview", "production"]}],
+                changed=[{"key": "ACME_URL", "fields": ["value"]}],
+                extra=2,
+            ),
+            _row(
+                "docs",
+                conflicts=[{"key": "ACME_URL", "targets": ["development"], "owner": "user"}],
+            ),
+            _row(
+                "blog",
+                conflicts=[{"key": "ACME_URL", "targets": ["preview"], "owner": "hidden"}],
+            ),
+            _row(
+                "site",
+                conflicts=[{"key": "ACME_URL", "targets": ["preview"], "owner": "icfg_other"}],
+            ),
+        ]
+    }
+    html = _render(drift)
+    web = html.split('<th scope="row">web</th>')[1].split("</tr>")[0]
+    assert web.count("ACME_API_KEY") == 1  # a split variable is one key to a person
+    assert "in sync" in web
+    api = html.split('<th scope="row">api</th>')[1].split("</tr>")[0]
+    assert "drift" in api
+    assert "<code>ACME_API_KEY</code> missing in production, preview" in api
+    assert "<code>ACME_URL</code> was changed outside the integration (value)" in api
+    assert "2 variable(s) the integration no longer needs" in api
+    assert "is your own variable: left unchanged" in html
+    assert "already set by you (a variable the integration cannot see)" in html
+    assert "another integration's variable" in html
+    # Sorted by name.
+    assert html.index(">api<") < html.index(">blog<") < html.index(">docs<") < html.index(">web<")
+
+
+def test_managed_variables_are_listed_with_environments_and_kind_never_values() -> None:
+    html = _render({"projects": [_row("web")]})
+    assert "<td><code>ACME_API_KEY</code></td><td>production, preview</td>" in html
+    assert "sensitive, rotatable secret" in html
+    assert "<td><code>ACME_URL</code></td><td>production, preview, development</td>" in html
+    assert "{secret.api_key}" not in html
+    assert "https://x/" not in html
+
+
+def test_unreachable_project_and_unlisted_projects() -> None:
+    html = _render({"projects": [{"projectId": "prj_1", "name": "web", "error": "forbidden"}]})
+    assert "unreachable" in html
+    assert "(forbidden)" in html
+    failed = _render({"error": "rate_limited", "projects": []})
+    assert 'role="alert"' in failed
+    assert "rate_limited" in failed
+    empty = _render({"projects": []})
+    assert "No projects are reachable" in empty
+
+
+def test_everything_dynamic_is_escaped() -> None:
+    evil = '<script>alert(1)</script>"'
+    drift = {
+        "projects": [
+            _row(
+                evil,
+                inSync=False,
+                missing=[{"key": evil, "targets": [evil]}],
+                conflicts=[{"key": evil, "targets": [evil], "owner": evil}],
+            )
+        ]
+    }
+    html = render(_status(teamId=evil, statusReason=evil), drift, evil, None, ENTRIES)
+    assert "<script>" not in html
+    assert "&lt;script&gt;" in html
+    assert 'value="&lt;script&gt;alert(1)&lt;/script&gt;&quot;"' in html  # the CSRF field
+
+
+def test_forms_post_back_with_the_csrf_token() -> None:
+    html = _render({"projects": []})
+    assert html.count('<form method="post" action="/configure?configurationId=icfg_abc">') == 2
+    assert html.count('<input type="hidden" name="csrf" value="csrf-token">') == 2
+    assert 'value="resync"' in html
+    assert 'value="rotate"' in html
+    assert "<details" in html  # rotation needs a deliberate second click
+
+
+def test_without_secrets_there_is_nothing_to_rotate() -> None:
+    html = render(_status(), {"projects": []}, "t", None, ENTRIES[2:])
+    assert 'value="rotate"' not in html
+    assert 'value="resync"' in html
+
+
+def test_notices_are_shown_as_status() -> None:
+    html = _render({"projects": []}, notice=NOTICES["resync"])
+    assert f'<p class="notice ok" role="status">{NOTICES["resync"]}</p>' in html
+    assert "notice ok" not in _render({"projects": []})
