@@ -11,15 +11,14 @@ import email.utils
 import json
 import logging
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
-import yaml
 from openapi_schema_validator import OAS30Validator
 
+from dev.openapi import document, inline_refs
 from lib import vercel
 from lib.deadline import Deadline
 from lib.models import EnvPatch, EnvSpec
@@ -51,8 +50,6 @@ TOKEN = "vca_TOPSECRET_token_0123456789"
 CLIENT_SECRET = "oac_secret_DO_NOT_LEAK_42"
 CODE = "code_single_use_9876"
 BASE = "https://api.vercel.test"
-# Vercel's published OpenAPI excerpts, vendored verbatim (see dev/vercel-openapi/README.md).
-OPENAPI_DIR = Path(__file__).resolve().parents[2] / "dev" / "vercel-openapi"
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -990,25 +987,10 @@ def assert_clean(
 # --------------------------------------------------------------------------- contract
 
 
-def _resolve(node: Any, root: dict[str, Any]) -> Any:
-    """Inline `#/...` references (the excerpts only point inside their own file)."""
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/"):
-            target: Any = root
-            for part in ref[2:].split("/"):
-                target = target[part]
-            return _resolve(target, root)
-        return {k: _resolve(v, root) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_resolve(v, root) for v in node]
-    return node
-
-
 def request_schema(file: str, path: str, method: str) -> OAS30Validator:
-    document = yaml.safe_load((OPENAPI_DIR / file).read_text())
-    operation = document["paths"][path][method]
-    schema = _resolve(operation["requestBody"]["content"]["application/json"]["schema"], document)
+    root = document(file)
+    operation = root["paths"][path][method]
+    schema = inline_refs(operation["requestBody"]["content"]["application/json"]["schema"], root)
     return OAS30Validator(schema)
 
 

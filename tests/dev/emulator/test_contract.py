@@ -30,18 +30,15 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 from jsonschema import ValidationError, validators
 from openapi_schema_validator import OAS30Validator
 
+from dev.openapi import document, inline_refs
 from tests.dev.emulator.support import Installation, Stack
-
-SPEC_DIR = Path(__file__).resolve().parents[3] / "dev" / "vercel-openapi"
 
 
 @dataclass(frozen=True)
@@ -169,22 +166,6 @@ def _any_branch(
 ContractValidator = validators.extend(OAS30Validator, {"oneOf": _any_branch})
 
 
-def _inline_refs(node: Any, document: dict[str, Any], seen: tuple[str, ...] = ()) -> Any:
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str):
-            assert ref.startswith("#/"), f"external $ref {ref}"
-            assert ref not in seen, f"recursive $ref {ref}"
-            target: Any = document
-            for part in ref[2:].split("/"):
-                target = target[part.replace("~1", "/").replace("~0", "~")]
-            return _inline_refs(target, document, (*seen, ref))
-        return {k: _inline_refs(v, document, seen) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_inline_refs(v, document, seen) for v in node]
-    return node
-
-
 def _from_mintlify(node: Any) -> Any:
     """Mintlify's page YAML to a JSON schema: `schemaArray` → `oneOf`, and so on."""
     if isinstance(node, list):
@@ -206,26 +187,17 @@ def _from_mintlify(node: Any) -> Any:
 
 
 @cache
-def _document(file: str) -> dict[str, Any]:
-    # libyaml's safe loader when present: the pure-Python one takes seconds on getProjects.
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    loaded = yaml.load((SPEC_DIR / file).read_text(), Loader=loader)  # noqa: S506 - a safe loader
-    assert isinstance(loaded, dict)
-    return loaded
-
-
-@cache
 def response_spec(op: Operation) -> dict[str, Any]:
     """Status (as a string) → schema, or None where the operation defines no body."""
-    document = _document(op.file)
-    if "openapi" in document:
-        responses = document["paths"][op.path][op.method]["responses"]
+    root = document(op.file)
+    if "openapi" in root:
+        responses = root["paths"][op.path][op.method]["responses"]
         out: dict[str, Any] = {}
         for status, response in responses.items():
             content = (response.get("content") or {}).get("application/json")
-            out[status] = _inline_refs(content["schema"], document) if content else None
+            out[status] = inline_refs(content["schema"], root) if content else None
         return out
-    page = document["paths"]  # Mintlify: paths is the page itself
+    page = root["paths"]  # Mintlify: paths is the page itself
     assert (page["path"], page["method"]) == (op.path, op.method)
     out = {}
     for status, response in page["response"].items():
