@@ -57,7 +57,7 @@ def test_install_then_configure_then_resync(
     page.wait_for_url(f"{configuration_url}?configurationId={cfg}")
     shoot(page, artifacts, "06-configure")
 
-    [cookie] = [c for c in context.cookies(e2e.dev_url) if c["name"] == SESSION_COOKIE]
+    [cookie] = [c for c in context.cookies(configuration_url) if c["name"] == SESSION_COOKIE]
     assert cookie["httpOnly"]
     assert cookie["sameSite"] == "Lax"
     assert 0 < cookie["expires"] - _now(page) <= SESSION_TTL_S + 5
