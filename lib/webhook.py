@@ -1,35 +1,47 @@
 """Receiving a webhook: verify, parse, dedupe, dispatch — in that order, and at least once.
 
 Verification comes first and fails closed: nothing about an unsigned body is parsed,
-logged or stored. The envelope `id` is the dedupe key: a lease (`SET NX GET`) taken in the
-same KV round trip as the installation lookup makes a concurrent duplicate wait and a
-finished one a no-op; an event is marked done only after its effects are durable, and a
-transient failure gives the lease back and answers 503 so Vercel redelivers and the
-(idempotent) handler resumes. Event types we don't act on cost no KV call at all.
+logged or stored. The envelope `id` is the dedupe key: a lease (`SET NX GET` with a
+value unique to this attempt, so the call can be retried safely after a lost answer)
+taken in the same KV round trip as the installation lookup makes a concurrent duplicate
+back off and a finished one a no-op. An event is marked done only after its effects are
+durable; a transient failure gives the lease back and answers 503 so Vercel redelivers
+and the (idempotent) handler resumes. Event types we don't act on cost no KV call at all,
+a duplicate one, an event for an unknown installation two.
+
+An uninstall can land while another event's handler is still writing (a reconcile
+records what it did even when Vercel starts refusing the revoked token). So the round
+trip that marks an event done also checks the installation still exists, and sweeps up
+whatever the handler wrote after it was removed.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lib.crypto import verify_hmac_sha1
 from lib.deadline import Deadline
-from lib.events import HANDLERS, Event, Outcome
+from lib.events import HANDLERS, Event, Outcome, Target
 from lib.kv import KVError
 from lib.log import get_logger
 from lib.services import Services
-from lib.store import EVENT_DONE_TTL_S, Installation
+from lib.store import EVENT_DONE_TTL_S
 
 __all__ = ["Envelope", "Reply", "normalize_type", "receive"]
 
 log = get_logger("webhook")
 
-# Long enough for one handler run; short enough that a crashed run's event is retried soon.
+# Longer than one handler run (the function's budget is 22 s); short enough that the
+# event of a run that died is retried soon.
 _LEASE_S = 60
+_DONE = "done"
+_REMOVED = "integration-configuration.removed"
 
 _UPGRADED = "integration-configuration.permission-upgraded"
 _LEGACY = {
@@ -40,19 +52,37 @@ _FAMILIES = ("integration-configuration", "project", "deployment", "domain")
 
 
 class Envelope(BaseModel):
-    """Vercel's webhook envelope (vercel-api.md §3.2). Unknown fields are ignored."""
+    """Vercel's webhook envelope (vercel-api.md §3.2). Unknown fields are ignored.
+
+    `createdAt` is documented as a Date and is epoch ms in practice; anything else (or
+    nothing) counts as unknown rather than refusing an event we can otherwise handle.
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     id: str = Field(min_length=1, max_length=256)
     type: str = Field(min_length=1, max_length=128)
     created_at: float | None = Field(default=None, alias="createdAt")
-    region: str | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("created_at", mode="before")
+    @classmethod
+    def _time(cls, value: Any) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        number = float(value)
+        return number if math.isfinite(number) and number > 0 else None
+
+    @field_validator("payload", mode="before")
+    @classmethod
+    def _payload(cls, value: Any) -> Any:
+        return {} if value is None else value
 
 
 @dataclass(frozen=True)
 class Reply:
+    """What to answer Vercel: any 2xx ends the delivery, anything else is retried."""
+
     status: int
     body: dict[str, Any]
     retry_after: int | None = None
@@ -88,51 +118,21 @@ def _target(payload: dict[str, Any]) -> tuple[str | None, str | None]:
 
 def receive(body: bytes, signature: str | None, services: Services, deadline: Deadline) -> Reply:
     """Handle one delivery. Never raises for bad input; KV trouble answers 503."""
+    if not signature:
+        return Reply(401, {"error": "unauthorized"})
     if not verify_hmac_sha1(services.settings.client_secret, body, signature):
-        return Reply(403, {"error": "invalid signature"})
+        return Reply(403, {"error": "forbidden"})
     try:
         envelope = Envelope.model_validate(json.loads(body))
-    except (ValueError, ValidationError):
+    except (ValueError, ValidationError, RecursionError):
         return Reply(400, {"error": "malformed event"})
     kind = normalize_type(envelope.type)
-    handler = HANDLERS.get(kind)
-    if handler is None:
+    if kind not in HANDLERS:
         log.debug("event ignored", extra={"type": kind, "event_id": envelope.id})
         return Reply(200, {"status": "ignored"})
     cfg, owner = _target(envelope.payload)
     if cfg is None and owner is None:
         return Reply(200, {"status": "ignored", "reason": "no installation named"})
-    try:
-        return _dispatch(envelope, kind, cfg, owner, services, deadline)
-    except KVError as exc:
-        log.warning(
-            "event deferred: KV unavailable", extra={"event_id": envelope.id, "error": str(exc)}
-        )
-        return Reply(503, {"status": "retry"}, retry_after=10)
-
-
-def _dispatch(
-    envelope: Envelope,
-    kind: str,
-    cfg: str | None,
-    owner: str | None,
-    services: Services,
-    deadline: Deadline,
-) -> Reply:
-    store = services.store
-    event_key = store.key("event", envelope.id)
-    lookup = (
-        ["GET", store.key("inst", cfg)] if cfg else ["SMEMBERS", store.key("owner", owner or "")]
-    )
-    claim, found = store.kv.pipeline(
-        [["SET", event_key, "processing", "NX", "GET", "EX", _LEASE_S], lookup]
-    )
-    if claim == "done":
-        return Reply(200, {"status": "duplicate"})
-    if claim is not None:
-        return Reply(503, {"status": "in progress"}, retry_after=15)
-
-    installations = _installations(found, cfg, services)
     event = Event(
         id=envelope.id,
         type=kind,
@@ -141,34 +141,109 @@ def _dispatch(
         configuration_id=cfg,
         owner_id=owner,
     )
-    outcome: Outcome = "ignored"
     try:
-        handler = HANDLERS[kind]
-        for inst in installations:
-            result = handler(event, inst, services, deadline)
-            outcome = "retry" if "retry" in (outcome, result) else result
-        if not installations and kind == "integration-configuration.removed" and cfg:
-            outcome = HANDLERS[kind](event, None, services, deadline)
+        return _dispatch(event, services, deadline)
+    except KVError as exc:
+        log.warning(
+            "event deferred: KV unavailable", extra={"event_id": event.id, "error": str(exc)}
+        )
+        return Reply(503, {"status": "retry"}, retry_after=10)
+
+
+def _dispatch(event: Event, services: Services, deadline: Deadline) -> Reply:
+    store = services.store
+    lease = f"processing:{secrets.token_hex(8)}"
+    previous, found = _claim(event, lease, services)
+    if previous == _DONE:
+        return Reply(200, {"status": "duplicate"})
+    if previous is not None and previous != lease:
+        return Reply(503, {"status": "in progress"}, retry_after=15)
+    try:
+        targets = _targets(event, found, services)
+        outcome = _settle(event, targets, _run(event, targets, services, deadline), services)
     except BaseException:
-        store.kv.call("DEL", event_key, idempotent=True)
+        store.release_event(event.id)
         raise
     if outcome == "retry":
-        store.kv.call("DEL", event_key, idempotent=True)
         return Reply(503, {"status": "retry"}, retry_after=30)
-    store.kv.call("SET", event_key, "done", "EX", EVENT_DONE_TTL_S, idempotent=True)
-    log.info("event handled", extra={"type": kind, "event_id": envelope.id, "outcome": outcome})
+    log.info("event handled", extra={"type": event.type, "event_id": event.id, "outcome": outcome})
     return Reply(200, {"status": outcome})
 
 
-def _installations(found: Any, cfg: str | None, services: Services) -> list[Installation]:
+def _claim(event: Event, lease: str, services: Services) -> tuple[Any, list[Any]]:
+    """Take the lease and look the installation up, in one round trip. Returns the
+    lease's previous value and the lookup's replies."""
+    store = services.store
+    claim: list[str | int | float] = ["SET", store.key("event", event.id), lease]
+    claim += ["NX", "GET", "EX", _LEASE_S]
+    cfg = event.configuration_id
+    lookup: list[list[str | int | float]]
     if cfg:
-        return [services.store.parse_installation(found, cfg)] if found else []
-    ids = sorted(found or [])
+        lookup = [["GET", store.key("inst", cfg)], ["ZSCORE", store.key("pending"), cfg]]
+    else:
+        lookup = [["SMEMBERS", store.key("owner", event.owner_id or "")]]
+    # Idempotent although SET NX is not: the lease value is ours alone, so a replay
+    # after a lost answer sees it and knows the claim succeeded.
+    previous, *found = store.kv.pipeline([claim, *lookup], idempotent=True)
+    return previous, found
+
+
+def _targets(event: Event, found: list[Any], services: Services) -> list[Target]:
+    store = services.store
+    cfg = event.configuration_id
+    if cfg:
+        raw, score = found
+        return [_stored(raw, score, cfg, services)] if raw else []
+    ids = sorted(found[0] or [])
     if not ids:
         return []
-    raws = services.store.kv.pipeline(
-        [["GET", services.store.key("inst", i)] for i in ids], idempotent=True
-    )
+    commands: list[list[str | int | float]] = []
+    for i in ids:
+        commands += [["GET", store.key("inst", i)], ["ZSCORE", store.key("pending"), i]]
+    replies = store.kv.pipeline(commands, idempotent=True)
     return [
-        services.store.parse_installation(raw, i) for i, raw in zip(ids, raws, strict=True) if raw
+        _stored(replies[2 * n], replies[2 * n + 1], i, services)
+        for n, i in enumerate(ids)
+        if replies[2 * n]
     ]
+
+
+def _stored(raw: Any, score: Any, cfg: str, services: Services) -> Target:
+    return Target(services.store.parse_installation(raw, cfg), pending=score is not None)
+
+
+def _run(event: Event, targets: list[Target], services: Services, deadline: Deadline) -> Outcome:
+    handler = HANDLERS[event.type]
+    if not targets:
+        # An uninstall we have no record of may still have left keys behind: sweep them.
+        return handler(event, None, services, deadline) if event.type == _REMOVED else "ignored"
+    outcome: Outcome = "ignored"
+    for target in targets:
+        result = handler(event, target, services, deadline)
+        if "retry" in (outcome, result):
+            outcome = "retry"
+        elif "applied" in (outcome, result):
+            outcome = "applied"
+    return outcome
+
+
+def _settle(event: Event, targets: list[Target], outcome: Outcome, services: Services) -> Outcome:
+    """Mark the event done (or give the lease back for a retry), in the same round trip
+    checking that its installations still exist; sweep up after any that vanished."""
+    store = services.store
+    key = store.key("event", event.id)
+    mark: list[str | int | float] = ["SET", key, _DONE, "EX", EVENT_DONE_TTL_S]
+    if outcome == "retry":
+        mark = ["DEL", key]
+    check = targets if event.type != _REMOVED else []
+    replies = store.kv.pipeline(
+        [mark, *(["EXISTS", store.key("inst", t.installation.configuration_id)] for t in check)],
+        idempotent=True,
+    )
+    vanished = [t.installation for t, exists in zip(check, replies[1:], strict=True) if not exists]
+    for inst in vanished:
+        owners = {inst.owner_id, event.owner_id, event.text("newTeamId")}
+        store.delete_installation(inst.configuration_id, sorted(o for o in owners if o))
+    if outcome == "retry" and check and len(vanished) == len(check):
+        return "ignored"  # uninstalled meanwhile: nothing left to retry for
+    return outcome

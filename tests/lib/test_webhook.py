@@ -1,0 +1,367 @@
+"""lib/webhook.py: verification, parsing, dedupe and the lease, over the real KV gateway.
+
+Handlers are replaced by recording stubs here; what they do is proven end to end in
+tests/api/test_webhook.py.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from lib.crypto import Keyring, hmac_sha1_hex
+from lib.deadline import Deadline
+from lib.events import HANDLERS, Event, Outcome, Target
+from lib.kv import KV
+from lib.services import Services
+from lib.settings import EncryptionKey
+from lib.store import Installation, ProjectRecord, Store
+from lib.webhook import Envelope, Reply, normalize_type, receive
+
+SECRET = "unit-client-secret"
+KEY = EncryptionKey(key_id="k1", key=bytes(range(32)))
+
+
+@dataclass
+class Recorder:
+    calls: list[tuple[str, str | None]] = field(default_factory=list)
+    outcome: Outcome = "applied"
+    gate: threading.Event | None = None
+
+    def __call__(
+        self, event: Event, target: Target | None, svc: Services, deadline: Deadline
+    ) -> Outcome:
+        self.calls.append((event.id, target.installation.configuration_id if target else None))
+        if self.gate is not None:
+            assert self.gate.wait(5)
+        return self.outcome
+
+
+@dataclass
+class _Settings:
+    client_secret: str = SECRET
+
+
+@pytest.fixture
+def store(kv: Any) -> Store:
+    return Store(KV(kv.url, kv.token), Keyring(KEY), prefix="w:")
+
+
+@pytest.fixture
+def services(store: Store) -> Services:
+    return cast(Services, _Services(_Settings(), store))
+
+
+@dataclass
+class _Services:
+    settings: _Settings
+    store: Store
+
+
+@pytest.fixture
+def handler(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    recorder = Recorder()
+    for kind in list(HANDLERS):
+        monkeypatch.setitem(HANDLERS, kind, recorder)
+    return recorder
+
+
+def installed(store: Store, cfg: str = "icfg_1", owner: str = "team_1") -> Installation:
+    inst = Installation(
+        configuration_id=cfg,
+        owner_id=owner,
+        team_id=owner,
+        user_id="user_1",
+        sealed_token=store.seal_token(cfg, "vca_token"),
+    )
+    store.save_installation(inst)
+    return inst
+
+
+def body(kind: str = "project.created", event_id: str = "evt_1", **payload: Any) -> bytes:
+    return json.dumps({"id": event_id, "type": kind, "createdAt": 1, "payload": payload}).encode()
+
+
+def deliver(services: Services, raw: bytes, signature: str | None = "sign") -> Reply:
+    if signature == "sign":
+        signature = hmac_sha1_hex(SECRET, raw)
+    return receive(raw, signature, services, Deadline(10))
+
+
+# -- names and envelopes ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [
+        ("integration-configuration-removed", "integration-configuration.removed"),
+        (
+            "integration-configuration-permission-updated",
+            "integration-configuration.permission-upgraded",
+        ),
+        (
+            "integration-configuration-scope-change-confirmed",
+            "integration-configuration.scope-change-confirmed",
+        ),
+        ("project-created", "project.created"),
+        ("project-removed", "project.removed"),
+        ("domain-created", "domain.created"),
+        ("deployment-ready", "deployment.ready"),
+        ("project.created", "project.created"),
+        ("project.env-variable.created", "project.env-variable.created"),
+        ("something-else", "something-else"),
+    ],
+)
+def test_legacy_names_map_to_dotted_ones(raw: str, normal: str) -> None:
+    assert normalize_type(raw) == normal
+
+
+@pytest.mark.parametrize(
+    ("created", "parsed"),
+    [
+        (1_700_000_000_000, 1.7e12),
+        (12.5, 12.5),
+        ("1700000000000", None),
+        ("2024-01-01T00:00:00Z", None),
+        (True, None),
+        (None, None),
+        (-5, None),
+        (0, None),
+        (float("inf"), None),
+        (float("nan"), None),
+    ],
+)
+def test_created_at_is_lenient(created: Any, parsed: float | None) -> None:
+    raw = {"id": "e", "type": "t", "createdAt": created, "extra": {"x": 1}}
+    assert Envelope.model_validate(raw).created_at == parsed
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"type": "t"},
+        {"id": "e"},
+        {"id": "", "type": "t"},
+        {"id": "e" * 257, "type": "t"},
+        {"id": 1, "type": "t"},
+        {"id": "e", "type": "t", "payload": []},
+        {"id": "e", "type": "t", "payload": "x"},
+    ],
+)
+def test_envelopes_without_a_usable_id_type_or_payload_are_refused(raw: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        Envelope.model_validate(raw)
+
+
+def test_a_null_payload_is_an_empty_one() -> None:
+    assert Envelope.model_validate({"id": "e", "type": "t", "payload": None}).payload == {}
+
+
+# -- verify, then parse -------------------------------------------------------------------
+
+
+def test_signature_is_checked_before_anything_else(services: Services, handler: Recorder) -> None:
+    raw = body(configuration={"id": "icfg_1"})
+    assert deliver(services, raw, None).status == 401
+    assert deliver(services, raw, "").status == 401
+    assert deliver(services, raw, hmac_sha1_hex(SECRET, raw).upper()).status == 403
+    assert deliver(services, raw, hmac_sha1_hex(SECRET + "x", raw)).status == 403
+    assert deliver(services, raw + b" ", hmac_sha1_hex(SECRET, raw)).status == 403
+    assert deliver(services, b"not json", hmac_sha1_hex(SECRET, raw)).status == 403
+    assert handler.calls == []
+
+
+def test_an_empty_client_secret_verifies_nothing(store: Store, handler: Recorder) -> None:
+    services = cast(Services, _Services(_Settings(client_secret=""), store))
+    raw = body(configuration={"id": "icfg_1"})
+    assert receive(raw, hmac_sha1_hex("", raw), services, Deadline(10)).status == 403
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"{", b"\xff", b"[1]", b"null", b"[" * 10_000 + b"]" * 10_000, b'{"id":"e"}'],
+)
+def test_malformed_events_answer_400(services: Services, handler: Recorder, raw: bytes) -> None:
+    reply = deliver(services, raw)
+    assert (reply.status, reply.body) == (400, {"error": "malformed event"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.binary(max_size=200))
+def test_any_signed_bytes_answer_without_raising(raw: bytes) -> None:
+    services = cast(Services, _Services(_Settings(), cast(Store, None)))  # no KV reachable
+    reply = receive(raw, hmac_sha1_hex(SECRET, raw), services, Deadline(10))
+    assert reply.status in (200, 400)
+
+
+def test_events_we_do_not_act_on_touch_no_kv(handler: Recorder) -> None:
+    services = cast(Services, _Services(_Settings(), cast(Store, None)))  # any KV use fails
+    for kind in ("deployment.created", "domain.created", "project.env-variable.created", "x"):
+        assert deliver(services, body(kind, team={"id": "team_1"})).status == 200
+    assert deliver(services, body(project={"id": "p"})).body["status"] == "ignored"
+    assert handler.calls == []
+
+
+# -- routing, dedupe, lease -----------------------------------------------------------------
+
+
+def test_events_find_their_installation_by_configuration_or_owner(
+    services: Services, store: Store, handler: Recorder
+) -> None:
+    installed(store, "icfg_1", "team_1")
+    installed(store, "icfg_2", "user_2")
+    deliver(
+        services, body("integration-configuration.removed", "e1", configuration={"id": "icfg_1"})
+    )
+    deliver(services, body("integration-configuration.transferred", "e2", installationId="icfg_2"))
+    deliver(services, body("project.created", "e3", team={"id": "team_1"}, user={"id": "user_2"}))
+    deliver(services, body("project.created", "e4", team={"id": None}, user={"id": "user_2"}))
+    deliver(services, body("project.created", "e5", team={"id": 7}, user={"id": "user_2"}))
+    assert handler.calls == [
+        ("e1", "icfg_1"),
+        ("e2", "icfg_2"),
+        ("e3", "icfg_1"),
+        ("e4", "icfg_2"),
+        ("e5", "icfg_2"),
+    ]
+
+
+def test_a_done_event_is_a_duplicate_in_one_round_trip(
+    services: Services, store: Store, handler: Recorder, kv: Any
+) -> None:
+    installed(store)
+    raw = body(team={"id": "team_1"})
+    assert deliver(services, raw).body == {"status": "applied"}
+    kv.gateway.reset_stats()
+    assert deliver(services, raw).body == {"status": "duplicate"}
+    assert kv.gateway.stats()["requests"] == 1
+    assert handler.calls == [("evt_1", "icfg_1")]
+
+
+def test_an_unknown_installation_costs_two_round_trips(
+    services: Services, handler: Recorder, kv: Any
+) -> None:
+    kv.gateway.reset_stats()
+    assert deliver(services, body(team={"id": "team_9"})).body == {"status": "ignored"}
+    assert kv.gateway.stats()["requests"] == 2
+    assert handler.calls == []
+
+
+def test_a_concurrent_duplicate_backs_off_and_does_not_run(
+    services: Services, store: Store, handler: Recorder
+) -> None:
+    installed(store)
+    handler.gate = threading.Event()
+    raw = body(team={"id": "team_1"})
+    first: list[Reply] = []
+    worker = threading.Thread(target=lambda: first.append(deliver(services, raw)))
+    worker.start()
+    while not handler.calls:
+        threading.Event().wait(0.005)
+    second = deliver(services, raw)
+    handler.gate.set()
+    worker.join(5)
+    assert (second.status, second.retry_after) == (503, 15)
+    assert first[0].status == 200
+    assert handler.calls == [("evt_1", "icfg_1")]
+
+
+def test_a_replayed_claim_recognises_its_own_lease(
+    services: Services, store: Store, handler: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim is retried after a lost answer: the lease it finds is its own."""
+    installed(store)
+    monkeypatch.setattr(secrets, "token_hex", lambda _: "mine")
+    store.kv.call("SET", store.key("event", "evt_1"), "processing:mine")
+    assert deliver(services, body(team={"id": "team_1"})).status == 200
+    assert handler.calls == [("evt_1", "icfg_1")]
+
+
+def test_a_retry_gives_the_lease_back(services: Services, store: Store, handler: Recorder) -> None:
+    installed(store)
+    handler.outcome = "retry"
+    raw = body(team={"id": "team_1"})
+    reply = deliver(services, raw)
+    assert (reply.status, reply.retry_after) == (503, 30)
+    assert store.kv.call("GET", store.key("event", "evt_1")) is None
+    handler.outcome = "applied"
+    assert deliver(services, raw).status == 200
+    assert len(handler.calls) == 2
+
+
+def test_a_crash_gives_the_lease_back(
+    services: Services, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installed(store)
+
+    def boom(*_: Any) -> Outcome:
+        raise RuntimeError("handler bug")
+
+    monkeypatch.setitem(HANDLERS, "project.created", boom)
+    with pytest.raises(RuntimeError):
+        deliver(services, body(team={"id": "team_1"}))
+    assert store.kv.call("GET", store.key("event", "evt_1")) is None
+
+
+def test_kv_trouble_answers_503(services: Services, handler: Recorder, kv: Any) -> None:
+    kv.gateway.set_faults(error_rate=1.0)
+    reply = deliver(services, body(team={"id": "team_1"}))
+    assert (reply.status, reply.retry_after) == (503, 10)
+
+
+def test_pending_and_paused_installations_are_flagged_for_resumption(
+    services: Services, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[bool, bool]] = []
+
+    def spy(event: Event, target: Target | None, svc: Services, deadline: Deadline) -> Outcome:
+        assert target is not None
+        seen.append((target.pending, target.resume))
+        return "applied"
+
+    monkeypatch.setitem(HANDLERS, "project.created", spy)
+    installed(store)
+    deliver(services, body(event_id="a", team={"id": "team_1"}))
+    store.mark_pending("icfg_1")
+    deliver(services, body(event_id="b", team={"id": "team_1"}))
+    deliver(services, body(event_id="c", configuration={"id": "icfg_1"}))
+    store.clear_pending("icfg_1")
+    store.set_status("icfg_1", "paused", "integration_configuration_disabled")
+    deliver(services, body(event_id="d", team={"id": "team_1"}))
+    assert seen == [(False, False), (True, True), (True, True), (False, True)]
+
+
+def test_an_installation_removed_mid_handler_is_swept(
+    services: Services, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler that writes after an uninstall removed the installation (a reconcile
+    recording its work) leaves nothing behind, whether it succeeded or asks for a retry."""
+    outcomes: list[Outcome] = ["applied", "retry"]
+    for outcome in outcomes:
+
+        def racing(
+            event: Event,
+            target: Target | None,
+            svc: Services,
+            d: Deadline,
+            result: Outcome = outcome,
+        ) -> Outcome:
+            store.delete_installation("icfg_1", ["team_1"])  # the uninstall lands
+            store.put_project("icfg_1", ProjectRecord(project_id="p"))
+            store.mark_pending("icfg_1")
+            return result
+
+        monkeypatch.setitem(HANDLERS, "project.created", racing)
+        installed(store)
+        reply = deliver(services, body(event_id=outcome, team={"id": "team_1"}))
+        assert reply.status == 200
+        assert store.kv.call("KEYS", "w:projects:*") == []
+        assert store.pending() == []
