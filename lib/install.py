@@ -9,7 +9,7 @@ lost team ids. So:
 * every parameter is validated before anything else happens;
 * `next` is followed only to the dashboard's own origin;
 * each code is claimed in KV before it is exchanged (`p:code:<hash>`: "pending" while
-  one request exchanges it, then "done:<configurationId>" for the code's 30-minute life).
+  one request exchanges it, then "done:<digest of the configurationId>" for the code's 30-minute life).
   A second request for the same code never reaches Vercel: it waits for the first one's
   outcome, or finds it recorded, and shows the install as done;
 * a `state` is consumed on first sight. One presented wrongly (expired, from another
@@ -299,7 +299,7 @@ def complete_install(
             # Pending until the callback's provisioning finishes, so the sweep resumes an
             # interrupted one. (A configuration page's re-verification provisions nothing.)
             writes.append(store.pending_command(cfg, inst.updated_at))
-        writes.append(["SET", code_key, _DONE + cfg, "EX", CODE_TTL_S])
+        writes.append(["SET", code_key, _done(cfg), "EX", CODE_TTL_S])
         store.kv.transaction(writes, idempotent=True)
     except InstallError as exc:
         claim.undo(release_code=True, restore_state=exc.kind != "bad_state")
@@ -409,6 +409,12 @@ def _state_ttl_left(raw: str | None) -> int:
     return int(left) if left >= 1 else 0
 
 
+def _done(configuration_id: str) -> str:
+    """The code's "done" mark. It names the installation by digest only, so nothing left
+    in KV after an uninstall (the mark lives 30 minutes) contains its id."""
+    return _DONE + hashlib.sha256(configuration_id.encode()).hexdigest()[:24]
+
+
 def _await_peer(
     store: Store, code_key: str, seen: str, configuration_id: str, deadline: Deadline
 ) -> None:
@@ -419,7 +425,7 @@ def _await_peer(
         time.sleep(_POLL_S)
         got = store.kv.call("GET", code_key, idempotent=True)
         value = None if got is None else str(got)
-    if value == _DONE + configuration_id:
+    if value == _done(configuration_id):
         return
     if value is not None and value.startswith(_DONE):
         raise InstallError(400, "mismatch", "This install link does not match its installation.")

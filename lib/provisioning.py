@@ -257,9 +257,25 @@ class Provisioner:
             report.pending = report.outcome == "partial"
             if inst.status != "active":
                 self.store.set_status(cfg, "active", None)
-        if report.pending:
-            self.store.mark_pending(cfg)
-        elif self.store.is_pending(cfg):  # read first: a no-op run writes nothing
+        # One round trip: the pending mark (or a read of it), and whether the installation
+        # still exists — an uninstall may have landed while this run was writing.
+        mark = (
+            self.store.pending_command(cfg)
+            if report.pending
+            else ["ZSCORE", self.store.key("pending"), cfg]
+        )
+        exists, pending = self.store.kv.pipeline(
+            [["EXISTS", self.store.key("inst", cfg)], mark], idempotent=True
+        )
+        if not exists:
+            self.store.delete_installation(cfg, [inst.owner_id])  # sweep what this run wrote
+            report.outcome, report.reason, report.pending = (
+                "unknown",
+                "uninstalled meanwhile",
+                False,
+            )
+            return
+        if not report.pending and pending is not None:  # read first: a no-op run writes nothing
             self.store.clear_pending(cfg)
         log.info(
             "reconciled installation",

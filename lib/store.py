@@ -8,10 +8,10 @@ Key layout (every key under the configurable prefix `p`, default `vi:`):
     p:secrets:<configurationId>   HASH name -> sealed per-installation secret
     p:projects:<configurationId>  HASH projectId -> JSON provisioning record
     p:pending                     ZSET configurationId -> when work was left unfinished
-    p:event:<eventId>             dedupe mark: "processing" (lease) or "done" (48 h)
+    p:event:<eventId>             dedupe mark: "processing:<lease id>" (60 s) or "done" (48 h)
     p:state:<id>                  one-time install state (consumed with GETDEL)
     p:code:<sha256(code)[:32]>    claim on an install code: "pending" while one request
-                                  exchanges it (60 s), then "done:<configurationId>" (30 min)
+                                  exchanges it (60 s), then "done:<sha256(cfg)[:24]>" (30 min)
 
 Everything an installation owns is reachable from its configuration id and owner, so
 uninstall can delete it all in one transaction. The owner index is a set, not a
@@ -35,7 +35,6 @@ from lib.settings import Settings
 
 __all__ = [
     "EVENT_DONE_TTL_S",
-    "EventClaim",
     "Installation",
     "ProjectRecord",
     "Store",
@@ -46,7 +45,6 @@ __all__ = [
 # Vercel retries a webhook for 24 h; remember a processed event for twice that.
 EVENT_DONE_TTL_S = 48 * 3600
 
-EventClaim = Literal["claimed", "done", "busy"]
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -301,20 +299,6 @@ class Store:
         )
 
     # -- webhook dedupe ---------------------------------------------------------------------
-
-    def claim_event(self, event_id: str, lease_s: int) -> EventClaim:
-        """Take a lease on an event in one round trip (SET NX GET): claimed, done, or busy."""
-        previous = self.kv.call(
-            "SET", self.key("event", event_id), "processing", "NX", "GET", "EX", lease_s
-        )
-        if previous is None:
-            return "claimed"
-        return "done" if previous == "done" else "busy"
-
-    def finish_event(self, event_id: str) -> None:
-        self.kv.call(
-            "SET", self.key("event", event_id), "done", "EX", EVENT_DONE_TTL_S, idempotent=True
-        )
 
     def release_event(self, event_id: str) -> None:
         """Give up a lease so Vercel's redelivery can run the event again."""

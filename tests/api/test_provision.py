@@ -91,10 +91,11 @@ def test_resync_one_answers_a_summary_per_project_and_a_rerun_writes_nothing(
         assert project["unchanged"] == 4
         assert project["complete"]
     assert writes(e2e) == {}
-    # KV: the installation read, then the reconcile's reads: one load pipeline, the token
-    # (already in it) and one pending check. No write could hide in these requests.
+    # KV: the installation read, then the reconcile's reads: one load pipeline (the token is
+    # in it) and one closing pipeline (still installed? still pending?). Reads only.
     stats = e2e.kv.gateway.stats()
-    assert stats["by_path"] == {"/": 2, "/pipeline": 1}, stats
+    assert stats["by_path"] == {"/": 1, "/pipeline": 2}, stats
+    assert stats["commands"] == 6, stats
 
 
 def test_user_var_is_reported_in_the_summary_and_drift_never_clobbered(

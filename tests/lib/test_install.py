@@ -459,7 +459,7 @@ def test_a_peer_finishing_is_awaited_without_exchanging(
 ) -> None:
     store = unit[0]
     key = hold_code(store, "code1", "pending")
-    peer = later(0.3, lambda: store.kv.call("SET", key, f"done:{CFG}"))
+    peer = later(0.3, lambda: store.kv.call("SET", key, install._done(CFG)))
     result, inst, state = run(unit, vercel)
     peer.join()
     assert result.already_installed is True
@@ -498,7 +498,7 @@ def test_a_peer_that_failed_is_a_409_that_a_reload_retries(
 def test_a_code_done_for_another_configuration_is_a_mismatch(
     kv: Any, unit: Any, vercel: FakeVercel
 ) -> None:
-    hold_code(unit[0], "code1", "done:icfg_other")
+    hold_code(unit[0], "code1", install._done("icfg_other"))
     with pytest.raises(InstallError) as caught:
         run(unit, vercel)
     assert caught.value.kind == "mismatch"
@@ -512,7 +512,7 @@ def test_a_state_taken_by_a_repeat_goes_back(kv: Any, unit: Any, vercel: FakeVer
     _, nonce = start_install(store, settings_, nonce=None)
     [state_key] = [k for k in keys(kv) if k.startswith("vi:state:")]
     state = state_key.split(":", 2)[2]
-    hold_code(store, "code1", f"done:{CFG}")
+    hold_code(store, "code1", install._done(CFG))
     before = keys(kv)
     result, inst, payload = run(unit, vercel, state=state, nonce=nonce)
     assert result.already_installed

@@ -879,3 +879,32 @@ def test_var_deleted_between_list_and_patch_is_recreated_in_the_same_run(e2e: E2
     assert statuses["PATCH /v9/projects/{idOrName}/env/{id}"] == {"404": 6}
     assert statuses["POST /v10/projects/{idOrName}/env"] == {"201": 3}  # re-created at once
     assert_converged(e2e, spec, inst)
+
+
+def test_uninstall_landing_mid_reconcile_leaves_nothing_behind(
+    e2e: E2E, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The uninstall webhook deletes everything while a reconcile is writing; the
+    reconcile's closing round trip notices and sweeps what it wrote afterwards."""
+    spec = spec_of(SPEC)
+    inst = install(e2e, spec=spec)
+    cfg = inst.configuration_id
+    store = e2e.services().store
+    p = provisioner(e2e, spec)
+    real = p.reconcile_project
+    calls = 0
+
+    def uninstalled_during(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            store.delete_installation(cfg, [inst.owner_id])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(p, "reconcile_project", uninstalled_during)
+    report = p.reconcile(cfg, Deadline(30))
+    assert calls >= 1
+    assert report.outcome == "unknown"
+    assert not report.pending
+    assert [k for k in e2e.kv_keys() if cfg in k] == []
+    assert store.pending() == []
