@@ -42,14 +42,14 @@ class SettingsError(Exception):
 class EncryptionKey(BaseModel):
     """One AES-256 key and the id that tags what it sealed, so keys can rotate."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     key_id: str
     key: bytes = Field(repr=False)
 
 
 class KVConfig(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     url: str
     token: str = Field(repr=False)
@@ -59,7 +59,7 @@ class KVConfig(BaseModel):
 class Settings(BaseModel):
     """The validated configuration. Optional fields are needed by one endpoint only."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     client_id: str
     client_secret: str = Field(repr=False)

@@ -66,7 +66,7 @@ class SpecError(Exception):
 class SecretEntry(BaseModel):
     """A per-installation secret, minted once at install and rotatable on demand."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     bytes: int = Field(default=32, ge=16, le=128)
     prefix: str = Field(default="", max_length=32, pattern=r"^[A-Za-z0-9_-]*$")
@@ -81,7 +81,7 @@ class SecretEntry(BaseModel):
 class EnvEntry(BaseModel):
     """One `[[env]]` entry as the operator wrote it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     key: str
     value: str = Field(max_length=65536)
@@ -95,7 +95,7 @@ class EnvEntry(BaseModel):
 class TemplateContext(BaseModel):
     """What a value template can refer to for one installation and project."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     configuration_id: str
     team_id: str | None = None
@@ -112,7 +112,7 @@ class TemplateContext(BaseModel):
 class DesiredVar(BaseModel):
     """One env var record that should exist on a project, value rendered."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     slot: str  # stable identity of this record across runs: key|branch|part
     key: str
@@ -127,7 +127,7 @@ class DesiredVar(BaseModel):
 class Spec(BaseModel):
     """The validated spec. `env` is already split by Vercel's rules."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     env: tuple[EnvEntry, ...]
     secrets: Mapping[str, SecretEntry] = Field(default_factory=dict)

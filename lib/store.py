@@ -55,7 +55,7 @@ class StoreError(Exception):
 class Installation(BaseModel):
     """One installation (Vercel "integration configuration") and its access token."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     configuration_id: str
     owner_id: str
@@ -75,7 +75,7 @@ class Installation(BaseModel):
 class ProjectRecord(BaseModel):
     """What we last wrote to one project, so a rerun can tell drift from no-op."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     project_id: str
     name: str | None = None

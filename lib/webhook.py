@@ -58,7 +58,7 @@ class Envelope(BaseModel):
     nothing) counts as unknown rather than refusing an event we can otherwise handle.
     """
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     id: str = Field(min_length=1, max_length=256)
     type: str = Field(min_length=1, max_length=128)
