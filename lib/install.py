@@ -54,6 +54,7 @@ from lib.vercel import (
     VercelClient,
     VercelError,
     VercelUnavailable,
+    call_timeout,
     exchange_code,
 )
 
@@ -445,6 +446,7 @@ def _read_configuration(
         team_id=token.team_id,
         base_url=settings.vercel_api_url,
         deadline=deadline.within(5.0),
+        timeout=call_timeout(settings.vercel_timeout_s),
         transport=transport,
     )
     try:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["REDACTED", "configure", "get_logger", "redact", "register_secret"]
+__all__ = ["REDACTED", "configure", "get_logger", "redact", "register_secret", "set_level"]
 
 REDACTED = "[redacted]"
 
@@ -125,6 +125,11 @@ def configure(level: str | int = "INFO") -> None:
         root.setLevel(level)
         root.propagate = False
         _configured = True
+
+
+def set_level(level: str | int) -> None:
+    """Apply LOG_LEVEL (settings load after the first request has configured logging)."""
+    logging.getLogger("integration").setLevel(level)
 
 
 def get_logger(name: str) -> logging.Logger:

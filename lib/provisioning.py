@@ -41,6 +41,7 @@ from lib.vercel import (
     Unauthorized,
     VercelClient,
     VercelError,
+    call_timeout,
 )
 
 __all__ = [
@@ -125,10 +126,14 @@ class Provisioner:
         concurrency: int = DEFAULT_CONCURRENCY,
         client_factory: Any = None,
         clock: Callable[[], float] = time.time,
+        timeout_s: float | None = None,
     ) -> None:
         self.store = store
         self.spec = spec
         self._api_url = api_url
+        self._timeout: dict[str, Any] = (
+            {} if timeout_s is None else {"timeout": call_timeout(timeout_s)}
+        )
         self._concurrency = max(1, concurrency)
         self._client_factory = client_factory or VercelClient
         self._clock = clock
@@ -141,6 +146,7 @@ class Provisioner:
             team_id=installation.team_id,
             base_url=self._api_url,
             deadline=deadline,
+            **self._timeout,
         )
         return client
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from lib.log import set_level
 from lib.provisioning import Provisioner
 from lib.settings import Settings, get_settings
 from lib.spec import Spec, load_spec
@@ -37,13 +38,19 @@ def get_services() -> Services:
         with _lock:
             if _services is None:
                 settings = get_settings()
+                set_level(settings.log_level)
                 store = open_store(settings)
                 spec = load_spec(settings.spec_path)
                 _services = Services(
                     settings=settings,
                     store=store,
                     spec=spec,
-                    provisioner=Provisioner(store, spec, api_url=settings.vercel_api_url),
+                    provisioner=Provisioner(
+                        store,
+                        spec,
+                        api_url=settings.vercel_api_url,
+                        timeout_s=settings.vercel_timeout_s,
+                    ),
                 )
     return _services
 

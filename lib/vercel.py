@@ -95,12 +95,19 @@ __all__ = [
     "VercelClient",
     "VercelError",
     "VercelUnavailable",
+    "call_timeout",
     "exchange_code",
 ]
 
 log = get_logger("vercel")
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=15.0, write=10.0, pool=3.0)
+
+
+def call_timeout(seconds: float) -> httpx.Timeout:
+    """Per-call timeouts from one operator setting (VERCEL_TIMEOUT_SECONDS)."""
+    return httpx.Timeout(seconds, connect=min(3.0, seconds), pool=min(3.0, seconds))
+
 
 _USER_AGENT = "vercel-integration-python"
 _PROJECTS_PAGE_SIZE = "100"

@@ -70,3 +70,18 @@ def test_sealed_values_are_masked() -> None:
 
     sealed = Keyring(EncryptionKey(key_id="k1", key=bytes(32))).seal("x", aad="a")
     assert redact(f"value={sealed}!") == f"value={REDACTED}!"
+
+
+def test_set_level_applies_log_level(capsys: pytest.CaptureFixture[str]) -> None:
+    from lib.log import configure, get_logger, set_level
+
+    configure()
+    try:
+        set_level("WARNING")
+        get_logger("t").info("quiet-info-line")
+        get_logger("t").warning("loud-warning-line")
+    finally:
+        set_level("INFO")
+    out = capsys.readouterr().out
+    assert "quiet-info-line" not in out
+    assert "loud-warning-line" in out

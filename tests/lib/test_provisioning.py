@@ -908,3 +908,23 @@ def test_uninstall_landing_mid_reconcile_leaves_nothing_behind(
     assert not report.pending
     assert [k for k in e2e.kv_keys() if cfg in k] == []
     assert store.pending() == []
+
+
+def test_vercel_timeout_setting_reaches_every_client(e2e: E2E) -> None:
+    seen: list[Any] = []
+
+    def factory(token: str, **kwargs: Any) -> VercelClient:
+        seen.append(kwargs.get("timeout"))
+        return VercelClient(token, **kwargs)
+
+    inst = install(e2e)
+    p = Provisioner(
+        e2e.services().store,
+        spec_of(SPEC),
+        api_url=e2e.emulator_url,
+        client_factory=factory,
+        timeout_s=4.0,
+    )
+    p.reconcile(inst.configuration_id, Deadline(30))
+    assert seen
+    assert all(t is not None and t.read == 4.0 for t in seen)

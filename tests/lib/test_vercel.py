@@ -1057,3 +1057,10 @@ def test_the_contract_validator_does_reject_bad_bodies(
         [{"key": "K", "value": "v", "type": "plain", "target": ["prod"]}]
     )
     assert not edit_schema.is_valid({"value": "v", "unknown": True})
+
+
+def test_call_timeout_follows_the_operator_setting() -> None:
+    timeout = vercel.call_timeout(4.0)
+    assert (timeout.read, timeout.write, timeout.connect, timeout.pool) == (4.0, 4.0, 3.0, 3.0)
+    short = vercel.call_timeout(1.0)
+    assert (short.read, short.connect) == (1.0, 1.0)
