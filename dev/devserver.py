@@ -246,6 +246,66 @@ def _read_body(environ: WSGIEnvironment) -> bytes:
     return environ["wsgi.input"].read(length) if length > 0 else b""
 
 
+# The runtime's bounds on a chunked body (vercel-runtime's `read_wsgi_request_body`).
+_MAX_CHUNKED_BODY_BYTES = 100 * 1024 * 1024
+_MAX_CHUNK_LINE = 65536
+_MAX_TRAILER_BYTES = 8 * 1024
+
+
+def _request_body(environ: WSGIEnvironment) -> bytes:
+    """The request body as Vercel's Python runtime hands it to a WSGI app.
+
+    WSGI has no portable chunked input (PEP 3333), so the runtime reads the body itself:
+    `Content-Length` bytes, or a de-chunked `Transfer-Encoding: chunked` body, or
+    nothing; both framings at once are refused (RFC 9112 section 6.3, request smuggling).
+    https://peps.python.org/pep-3333/#input-and-error-streams
+    https://www.rfc-editor.org/rfc/rfc9112#section-6.3
+    """
+    stream = environ["wsgi.input"]
+    length = environ.get("CONTENT_LENGTH") or None
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if length is not None and chunked:
+        raise ValueError("both Content-Length and Transfer-Encoding: chunked")
+    if length is not None:
+        try:
+            size = int(length)
+        except ValueError:
+            raise ValueError(f"invalid Content-Length {length!r}") from None
+        if size < 0:
+            raise ValueError(f"invalid Content-Length {length!r}")
+        return bytes(stream.read(size)) if size else b""
+    if not chunked:
+        return b""
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        line = stream.readline(_MAX_CHUNK_LINE)
+        if not line:
+            raise ValueError("the chunked body ended before its last chunk")
+        token = line.split(b";", 1)[0].strip()
+        try:
+            size = int(token, 16)
+        except ValueError:
+            raise ValueError(f"invalid chunk size {token[:20]!r}") from None
+        if size < 0:
+            raise ValueError(f"invalid chunk size {token[:20]!r}")
+        if size == 0:
+            trailers = 0
+            while (trailer := stream.readline(_MAX_CHUNK_LINE)) not in (b"\r\n", b"\n", b""):
+                trailers += len(trailer)
+                if trailers > _MAX_TRAILER_BYTES:
+                    raise ValueError("chunked trailers too large")
+            return b"".join(chunks)
+        total += size
+        if total > _MAX_CHUNKED_BODY_BYTES:
+            raise ValueError("chunked body too large")
+        data = stream.read(size)
+        if len(data) != size:
+            raise ValueError("the chunked body ended inside a chunk")
+        chunks.append(bytes(data))
+        stream.readline(_MAX_CHUNK_LINE)  # the CRLF after the chunk
+
+
 # --- vercel.json routing ---------------------------------------------------------------
 
 _DEFAULT_SEGMENT = "[^/]+?"
@@ -600,6 +660,16 @@ class _DevServer:
         env["HTTP_X_FORWARDED_HOST"] = environ.get("HTTP_HOST", "127.0.0.1")
         env["HTTP_X_FORWARDED_PROTO"] = environ.get("wsgi.url_scheme", "http")
         env["HTTP_X_FORWARDED_FOR"] = env["HTTP_X_REAL_IP"] = environ.get("REMOTE_ADDR", "")
+        # The function gets the whole body up front, with its length, as on Vercel: a
+        # chunked body is de-chunked (otherwise a reader waits for an EOF that never comes
+        # and then sees the chunk framing), and Transfer-Encoding is not passed on.
+        try:
+            body = _request_body(environ)
+        except ValueError as exc:
+            return _text(400, f"Invalid request body: {exc}.")
+        env.pop("HTTP_TRANSFER_ENCODING", None)
+        env["CONTENT_LENGTH"] = str(len(body))
+        env["wsgi.input"] = BytesIO(body)
         try:
             app = self.functions.app(fn)
             return _call(app, env)

@@ -1,8 +1,13 @@
+import hashlib
+import hmac
 import json
+import socket
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -289,3 +294,136 @@ def test_unsupported_vercel_json_is_refused_at_start(tmp_path: Path) -> None:
     write(tmp_path / "vercel.json", json.dumps({"routes": [{"src": "/x", "dest": "/y"}]}))
     with pytest.raises(ValueError, match="routes"):
         create_app(tmp_path)
+
+
+# --- request bodies reach functions as Vercel's runtime hands them over ---------------
+
+# A webhook-like receiver: it reads CONTENT_LENGTH bytes and checks an HMAC over them,
+# as the integration's /webhook does with `x-vercel-signature`.
+SIGNED = """
+import hashlib, hmac, json
+
+SECRET = b"chunk-test-secret"
+
+
+def app(environ, start_response):
+    n = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(n) if n else b""
+    expected = hmac.new(SECRET, body, hashlib.sha1).hexdigest()
+    valid = hmac.compare_digest(expected, environ.get("HTTP_X_VERCEL_SIGNATURE", ""))
+    seen = {
+        "length": environ.get("CONTENT_LENGTH"),
+        "body": body.decode(),
+        "transfer_encoding": environ.get("HTTP_TRANSFER_ENCODING"),
+        "valid": valid,
+    }
+    start_response("200 OK" if valid else "401 Unauthorized", [("Content-Type", "application/json")])
+    return [json.dumps(seen).encode()]
+"""
+
+WEBHOOK_BODY = json.dumps(
+    {"id": "evt_chunked", "type": "project.created", "payload": {"project": {"id": "prj_1"}}}
+).encode()
+
+
+def _signature(body: bytes) -> str:
+    return hmac.new(b"chunk-test-secret", body, hashlib.sha1).hexdigest()
+
+
+def _chunked(body: bytes, sizes: tuple[int, ...]) -> bytes:
+    """`body` in chunks of `sizes` (the rest in one), with an extension and a trailer."""
+    out, start = bytearray(), 0
+    for size in (*sizes, len(body)):
+        piece = body[start : start + size]
+        if not piece:
+            break
+        out += f"{len(piece):x};ext=1\r\n".encode() + piece + b"\r\n"
+        start += len(piece)
+    return bytes(out + b"0\r\nX-Trailer: t\r\n\r\n")
+
+
+def _raw_request(url: str, head: str, body: bytes, *, half_close: bool = False) -> bytes:
+    """Send bytes over a socket left open for writing (as a keep-alive client does)."""
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(head.encode("latin-1") + b"\r\n" + body)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        data = bytearray()
+        while chunk := sock.recv(65536):  # the server closes after its answer
+            data += chunk
+    return bytes(data)
+
+
+@pytest.fixture
+def signed_server(project: Path) -> Iterator[str]:
+    write(project / "api/signed.py", SIGNED)
+    with running(create_app(project)) as server:
+        yield server.url
+
+
+def test_chunked_webhook_is_dechunked_and_answered_promptly(signed_server: str) -> None:
+    head = (
+        "POST /api/signed HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        f"Transfer-Encoding: chunked\r\nX-Vercel-Signature: {_signature(WEBHOOK_BODY)}\r\n"
+    )
+    started = time.monotonic()
+    raw = _raw_request(signed_server, head, _chunked(WEBHOOK_BODY, (1, 7, 30)))
+    elapsed = time.monotonic() - started  # a hang would end in the 5 s socket timeout
+    status, _, payload = raw.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.0 200") or status.startswith(b"HTTP/1.1 200"), raw[:300]
+    seen = json.loads(payload)
+    assert seen == {
+        "length": str(len(WEBHOOK_BODY)),
+        "body": WEBHOOK_BODY.decode(),
+        "transfer_encoding": None,  # hop-by-hop: not passed on, as on Vercel
+        "valid": True,
+    }
+    assert elapsed < 2, elapsed
+
+
+def test_chunked_body_from_an_http_client(signed_server: str) -> None:
+    """httpx streams an iterator as `Transfer-Encoding: chunked`."""
+    parts = [WEBHOOK_BODY[:10], WEBHOOK_BODY[10:11], WEBHOOK_BODY[11:]]
+    signature = _signature(WEBHOOK_BODY)
+    reply = httpx.post(
+        f"{signed_server}/api/signed",
+        content=iter(parts),
+        headers={"x-vercel-signature": signature},
+        timeout=5,
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["body"] == WEBHOOK_BODY.decode()
+    forged = httpx.post(
+        f"{signed_server}/api/signed",
+        content=iter(parts),
+        headers={"x-vercel-signature": _signature(WEBHOOK_BODY + b" ")},
+        timeout=5,
+    )
+    assert forged.status_code == 401
+
+
+def test_body_without_framing_is_empty(signed_server: str) -> None:
+    head = (
+        f"POST /api/signed HTTP/1.1\r\nHost: localhost\r\nX-Vercel-Signature: {_signature(b'')}\r\n"
+    )
+    raw = _raw_request(signed_server, head, b"")
+    seen = json.loads(raw.partition(b"\r\n\r\n")[2])
+    assert (seen["length"], seen["body"], seen["valid"]) == ("0", "", True)
+
+
+@pytest.mark.parametrize(
+    ("framing", "body"),
+    [
+        ("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+        ("Transfer-Encoding: chunked\r\n", b"zz\r\nhello\r\n0\r\n\r\n"),
+        ("Transfer-Encoding: chunked\r\n", b"a\r\nhello"),  # ends inside a chunk
+        ("Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n"),  # no last chunk
+        ("Content-Length: -1\r\n", b""),
+    ],
+    ids=["both-framings", "bad-size", "truncated-chunk", "no-last-chunk", "negative-length"],
+)
+def test_bad_framing_is_a_400(signed_server: str, framing: str, body: bytes) -> None:
+    head = f"POST /api/signed HTTP/1.1\r\nHost: localhost\r\n{framing}"
+    raw = _raw_request(signed_server, head, body, half_close=True)
+    assert raw.split(b"\r\n", 1)[0].split(b" ")[1] == b"400", raw[:300]
