@@ -50,11 +50,10 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 import httpx
 import redis
 from redis.backoff import NoBackoff
-from redis.client import Pipeline
 from redis.retry import Retry
 
 from dev import serve
-from dev.kv_engine import CommandError, Engine, Reply
+from dev.kv_engine import BackendUnavailable, ClientBackend, CommandError, Engine, Reply
 
 __all__ = [
     "DEFAULT_REDIS_URL",
@@ -94,10 +93,6 @@ _REFUSED = frozenset({
 # fmt: on
 
 
-class BackendUnavailable(RuntimeError):
-    """The Redis behind the gateway cannot be reached (at start-up or mid-request)."""
-
-
 class Backend(Protocol):
     """Where commands run: real Redis (`RedisBackend`) or the embedded `Engine`.
 
@@ -124,46 +119,8 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-class _Transaction(Pipeline):
-    """A redis-py transaction that keeps Redis's error text as it is: redis-py would
-    prefix a queue-time error with "Command # n (…) of pipeline caused error"."""
-
-    def annotate_exception(self, exception: Exception, number: int, command: Any) -> None:
-        return None
-
-
-def _error_text(exc: redis.RedisError) -> str:
-    # redis-py strips a known error code ("ERR", "EXECABORT", …) off the message and
-    # keeps it as `status_code`; put it back so clients see what Redis said.
-    code = getattr(exc, "status_code", None)
-    return f"{code} {exc}" if code else str(exc)
-
-
-def _from_redis(value: Any) -> Reply:
-    if value is None or isinstance(value, bytes | int):
-        return value
-    if isinstance(value, list):
-        return [_from_redis(item) for item in value]
-    if isinstance(value, redis.ResponseError):  # an error nested in an array (scripts)
-        return _error_text(value).encode()
-    raise TypeError(f"unexpected reply type from Redis: {type(value).__name__}")
-
-
-def _item_from_redis(value: Any) -> Reply | CommandError:
-    if isinstance(value, redis.ResponseError):
-        return CommandError(_error_text(value))
-    return _from_redis(value)
-
-
-class RedisBackend:
-    """Real Redis through redis-py, with its reply post-processing turned off so replies
-    arrive in Redis's own shapes, and with no client-side retries (a retry could run a
-    non-idempotent command twice behind the caller's back)."""
-
-    def __init__(self, client: redis.Redis, description: str) -> None:
-        client.response_callbacks.clear()
-        self._client = client
-        self.description = description
+class RedisBackend(ClientBackend):
+    """Real Redis through redis-py, replies in Redis's own shapes (see dev/kv_engine.py)."""
 
     @classmethod
     def connect(
@@ -192,53 +149,6 @@ class RedisBackend:
                 f"Redis at {description} is unreachable ({type(exc).__name__}: {exc})"
             ) from None
         return cls(client, description)
-
-    def execute(self, command: Sequence[bytes]) -> Reply:
-        try:
-            reply = self._client.execute_command(*_redis_args(command))  # type: ignore[no-untyped-call]
-            return _from_redis(reply)
-        except redis.ResponseError as exc:
-            raise CommandError(_error_text(exc)) from None
-        except redis.RedisError as exc:
-            raise BackendUnavailable(f"Redis failed: {type(exc).__name__}: {exc}") from None
-
-    def pipeline(self, commands: Sequence[Sequence[bytes]]) -> list[Reply | CommandError]:
-        pipe = self._client.pipeline(transaction=False)
-        return self._run(pipe, commands)
-
-    def transaction(self, commands: Sequence[Sequence[bytes]]) -> list[Reply | CommandError]:
-        pipe = _Transaction(
-            self._client.connection_pool, self._client.response_callbacks, True, None
-        )
-        try:
-            return self._run(pipe, commands)
-        except redis.exceptions.ExecAbortError as exc:
-            raise CommandError(_error_text(exc)) from None
-        except redis.ResponseError as exc:  # the first queue-time error, which aborted it
-            raise CommandError(f"{_EXECABORT}: {_error_text(exc)}") from None
-
-    def close(self) -> None:
-        self._client.close()
-
-    @staticmethod
-    def _run(pipe: Pipeline, commands: Sequence[Sequence[bytes]]) -> list[Reply | CommandError]:
-        try:
-            for command in commands:
-                pipe.execute_command(*_redis_args(command))  # type: ignore[no-untyped-call]
-            replies = pipe.execute(raise_on_error=False)
-        except redis.ResponseError:
-            raise
-        except redis.RedisError as exc:
-            raise BackendUnavailable(f"Redis failed: {type(exc).__name__}: {exc}") from None
-        finally:
-            pipe.reset()
-        return [_item_from_redis(reply) for reply in replies]
-
-
-def _redis_args(command: Sequence[bytes]) -> list[str | bytes]:
-    # redis-py looks commands up by name in places; give it the name as text.
-    name = command[0]
-    return [name.decode() if name.isascii() else name, *command[1:]]
 
 
 def _describe_url(client: redis.Redis) -> str:
