@@ -18,7 +18,14 @@ from dev.emulator import events
 from dev.emulator.context import Context
 from dev.emulator.envs import EnvInput, create_env, render_env
 from dev.emulator.ids import digest, new_id, new_secret
-from dev.emulator.models import Account, AuthCode, Configuration, Project, ProjectSelection
+from dev.emulator.models import (
+    SENSITIVE_POLICIES,
+    Account,
+    AuthCode,
+    Configuration,
+    Project,
+    ProjectSelection,
+)
 from dev.emulator.state import PROJECT_NAME
 from dev.emulator.webhooks import Delivery
 
@@ -65,6 +72,15 @@ def render_project(project: Project) -> dict[str, Any]:
         "accountId": project.account_id,
         "createdAt": project.created_at,
         "updatedAt": project.updated_at,
+    }
+
+
+def render_team_summary(team: Account) -> dict[str, Any]:
+    return {
+        "id": team.id,
+        "slug": team.slug,
+        "name": team.name,
+        "sensitiveEnvironmentVariablePolicy": team.sensitive_env_policy,
     }
 
 
@@ -188,8 +204,12 @@ class Actions:
             return code
 
     def next_url(self, cfg: Configuration) -> str:
-        """The `next` URL: this emulator's "dashboard" page that completes the install."""
-        return self.dashboard_path(cfg, absolute=True) + "/installed"
+        """The `next` URL: this emulator's "dashboard" page that completes the install, or
+        the same path on `next_origin` (e.g. https://www.vercel.com: no public sample shows
+        which host Vercel's real `next` uses, vercel-reality.md A5)."""
+        path = self.dashboard_path(cfg) + "/installed"
+        origin = self._ctx.config.next_origin or self._ctx.config.public_url
+        return origin + path
 
     def dashboard_path(self, cfg: Configuration, absolute: bool = False) -> str:
         """`/<scope-slug>/~/integrations/<slug>/<icfg>`, shaped like Vercel's dashboard."""
@@ -199,9 +219,17 @@ class Actions:
         return ctx.config.public_url + path if absolute else path
 
     def callback_url(self, cfg: Configuration, code: str, source: str, state: str | None) -> str:
-        """The Redirect URL with Vercel's parameters (§1.1; `teamId` only for teams)."""
-        params = [("code", code), ("configurationId", cfg.id)]
-        if cfg.team_id:
+        """The Redirect URL with Vercel's parameters (§1.1; `teamId` only for teams).
+
+        Variants: `callback_omit_team_id` (Vercel turned personal accounts into hobby
+        teams and no source pins whether the query still carries `teamId` then,
+        vercel-reality.md A2) and `callback_omit_configuration_id` (never observed; the
+        external flow with `state` is the case other integrations treat as optional)."""
+        config = self._ctx.config
+        params = [("code", code)]
+        if not config.callback_omit_configuration_id:
+            params.append(("configurationId", cfg.id))
+        if cfg.team_id and not config.callback_omit_team_id:
             params.append(("teamId", cfg.team_id))
         params += [("next", self.next_url(cfg)), ("source", source)]
         if state is not None:
@@ -226,7 +254,39 @@ class Actions:
                 team = self._ctx.store.add_team(slug, name)
             except ValueError as exc:
                 raise ActionError(400, str(exc)) from exc
-            return Outcome({"team": {"id": team.id, "slug": team.slug, "name": team.name}})
+            return Outcome({"team": render_team_summary(team)})
+
+    def set_team(self, team: str, policy: str | None = None, name: str | None = None) -> Outcome:
+        """Team settings a person changes on the dashboard (`PATCH /_emulator/teams/{team}`)."""
+        with self._ctx.store.lock:
+            account = self.account(team)
+            if account.kind != "team":
+                raise ActionError(400, f"{team!r} is a personal account, not a team")
+            if policy is not None:
+                if policy not in SENSITIVE_POLICIES:
+                    raise ActionError(
+                        400,
+                        "sensitiveEnvironmentVariablePolicy must be one of "
+                        + ", ".join(SENSITIVE_POLICIES),
+                    )
+                account.sensitive_env_policy = policy
+            if name is not None:
+                account.name = name
+            return Outcome({"team": render_team_summary(account)})
+
+    def add_custom_environment(
+        self, project: str, slug: str, owner: str | None = None, description: str | None = None
+    ) -> Outcome:
+        store = self._ctx.store
+        with store.lock:
+            found = self.project(project, owner)
+            try:
+                custom = store.add_custom_environment(found, slug, description)
+            except ValueError as exc:
+                raise ActionError(400, str(exc)) from exc
+            return Outcome(
+                {"customEnvironment": {"id": custom.id, "slug": custom.slug, "projectId": found.id}}
+            )
 
     def create_project(self, owner: str, name: str, framework: str | None = None) -> Outcome:
         store = self._ctx.store
@@ -247,6 +307,8 @@ class Actions:
             del store.projects[project.id]
             for env in store.project_envs(project.id):
                 del store.envs[env.id]
+            for custom in store.project_custom_environments(project.id):
+                del store.custom_environments[custom.id]
             for cfg in store.configurations.values():
                 if project.id in cfg.projects:
                     cfg.projects.remove(project.id)

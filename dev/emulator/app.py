@@ -22,6 +22,7 @@ from dev.emulator import (
     rest_configurations,
     rest_env,
     rest_projects,
+    rest_teams,
 )
 from dev.emulator.actions import ActionError, Actions, Outcome
 from dev.emulator.config import EmulatorConfig
@@ -53,6 +54,7 @@ class Emulator:
         rest_projects.register(self._api, self._ctx)
         rest_env.register(self._api, self._ctx)
         rest_configurations.register(self._api, self._ctx, self._actions)
+        rest_teams.register(self._api, self._ctx)
         oauth.register(self._api, self._ctx)
         self._pages = Router()
         install.register(self._pages, self._ctx, self._actions)
@@ -188,6 +190,22 @@ class Emulator:
 
     def create_team(self, slug: str, name: str | None = None) -> dict[str, Any]:
         return self._actions.create_team(slug, name).to_json()
+
+    def set_team(
+        self, team: str, *, policy: str | None = None, name: str | None = None
+    ) -> dict[str, Any]:
+        """Team settings, e.g. `policy="on"`: "Enforce Sensitive Environment Variables"."""
+        return self._actions.set_team(team, policy, name).to_json()
+
+    def add_custom_environment(
+        self,
+        project: str,
+        slug: str,
+        *,
+        owner: str | None = None,
+        description: str | None = None,
+    ) -> dict[str, Any]:
+        return self._actions.add_custom_environment(project, slug, owner, description).to_json()
 
     def create_project(
         self, owner: str, name: str, framework: str | None = None, *, sync: bool = False

@@ -11,8 +11,11 @@
   the marker.
 - A disabled configuration: 403 `integration_configuration_disabled` on every call
   (DOC-VAPI-MIRROR); its message is undocumented.
-- Integration scopes ("read:project", "read-write:project-env-vars", ...): a missing
-  one is 403 `forbidden` with a message naming the scope (the body is undocumented).
+- Integration scopes ("read:project", "read-write:project-env-vars", "read:team",
+  ...): a missing one is 403 `forbidden` "You don't have permission to access this
+  resource." — the body observed for an integration token without a scope
+  (github.com/saleor/cli PR #530); it names no scope, so neither does the emulator
+  (`permission_error_style="descriptive"` restores the old message naming the scope).
 - `project-env-vars` sees only the integration's own vars; `global-project-env-vars`
   sees everyone's (DOC-PERMS).
 - A selected-projects configuration gets 403 on the other projects of its scope
@@ -23,13 +26,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dev.emulator.config import EmulatorConfig
 from dev.emulator.context import Context
 from dev.emulator.errors import ApiError, forbidden, not_found
 from dev.emulator.ids import digest
 from dev.emulator.models import Account, Configuration, EnvVar, Project
 from dev.emulator.wsgi import Request
 
-__all__ = ["Caller", "authenticate", "has_scope", "require_scope", "resolve_project"]
+__all__ = [
+    "MISSING_PERMISSION",
+    "Caller",
+    "authenticate",
+    "has_scope",
+    "require_scope",
+    "resolve_project",
+]
+
+MISSING_PERMISSION = "You don't have permission to access this resource."
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,7 @@ class Caller:
     configuration: Configuration
     account: Account  # the scope the token works on (the configuration's owner)
     identity: str  # the token's digest: rate-limit buckets are per caller
+    settings: EmulatorConfig
 
     def sees_all_envs(self, write: bool) -> bool:
         return has_scope(self.configuration, "global-project-env-vars", write)
@@ -78,8 +92,11 @@ def _scope_error(scope: str, team_id: str | None) -> ApiError:
     )
 
 
-def authenticate(ctx: Context, req: Request) -> Caller:
-    """The caller of a REST request, or the ApiError Vercel would answer. Under the lock."""
+def authenticate(ctx: Context, req: Request, path_team: str | None = None) -> Caller:
+    """The caller of a REST request, or the ApiError Vercel would answer. Under the lock.
+
+    `path_team` is a team named by the path (`/v2/teams/{teamId}`), which sets the scope
+    when the query names none."""
     token = req.bearer
     if token is None:
         raise _token_error(ctx, missing=True)
@@ -96,6 +113,9 @@ def authenticate(ctx: Context, req: Request) -> Caller:
         )
     team_id = req.query.get("teamId") or None
     slug = req.query.get("slug") or None
+    if team_id is None and slug is None and path_team is not None:
+        named = store.account(path_team)
+        team_id = named.id if named is not None else path_team
     if team_id is not None:
         wanted = store.accounts.get(team_id)
         label = wanted.slug if wanted else team_id
@@ -107,7 +127,7 @@ def authenticate(ctx: Context, req: Request) -> Caller:
         label = wanted.slug if wanted else cfg.user_id
     if wanted is None or wanted.id != cfg.owner_id:
         raise _scope_error(label, team_id)
-    return Caller(configuration=cfg, account=wanted, identity=digest(token))
+    return Caller(configuration=cfg, account=wanted, identity=digest(token), settings=ctx.config)
 
 
 def has_scope(cfg: Configuration, resource: str, write: bool) -> bool:
@@ -122,8 +142,10 @@ def require_scope(caller: Caller, *resources: str, write: bool) -> None:
     """At least one of `resources` with the needed access, else 403."""
     if any(has_scope(caller.configuration, r, write) for r in resources):
         return
-    needed = " or ".join(f"{'read-write' if write else 'read'}:{r}" for r in resources)
-    raise forbidden(f"Not authorized: the integration is missing the scope {needed}.")
+    if caller.settings.permission_error_style == "descriptive":
+        needed = " or ".join(f"{'read-write' if write else 'read'}:{r}" for r in resources)
+        raise forbidden(f"Not authorized: the integration is missing the scope {needed}.")
+    raise forbidden(MISSING_PERMISSION)
 
 
 def resolve_project(ctx: Context, caller: Caller, id_or_name: str) -> Project:

@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_CLIENT_SECRET",
     "DEFAULT_SCOPES",
     "DEFAULT_SLUG",
+    "ENV_CONFLICT_CODES",
     "EmulatorConfig",
 ]
 
@@ -26,6 +27,13 @@ DEFAULT_CLIENT_SECRET = "dev-client-secret-change-me"  # noqa: S105 - a public d
 DEFAULT_SLUG = "my-integration"
 # Least privilege for an env-provisioning integration (vercel-api.md §9.3, §4.6):
 # `project-env-vars` sees only the integration's own vars, not the user's.
+# Duplicate-variable codes: v10's documented one, v9's, and the one Vercel's CLI also
+# knows (`packages/cli/src/util/env/known-error.ts` in github.com/vercel/vercel).
+ENV_CONFLICT_CODES: tuple[str, ...] = (
+    "ENV_CONFLICT",
+    "ENV_ALREADY_EXISTS",
+    "EXISTING_KEY_AND_TARGET",
+)
 DEFAULT_SCOPES: tuple[str, ...] = (
     "read:project",
     "read-write:project-env-vars",
@@ -42,6 +50,10 @@ class EmulatorConfig:
 
     client_id: str = DEFAULT_CLIENT_ID
     client_secret: str = field(default=DEFAULT_CLIENT_SECRET, repr=False)
+    # A client-secret rotation in the Integration Console: the old secret, and which one
+    # signs webhooks meanwhile (vercel-reality.md C1: whether Vercel dual-signs is unknown).
+    previous_client_secret: str | None = field(default=None, repr=False)
+    webhook_signer: Literal["current", "previous"] = "current"
     slug: str = DEFAULT_SLUG
     name: str = "My Integration"
     # Integration Console URLs: where Vercel sends the browser and the webhooks.
@@ -71,10 +83,35 @@ class EmulatorConfig:
     webhook_on_api_delete: bool = True
     # X-RateLimit-* headers are UNVERIFIED for Vercel (§8); off unless asked for.
     rate_limit_headers: bool = False
+    # An array create whose every item fails: 201 `{created: [], failed}` (today's
+    # behaviour) or an error status whose body is `{error, failed}` (inferred from
+    # Vercel's Terraform provider, vercel-reality.md D2).
+    env_all_failed: Literal["created", "error"] = "created"
+    # A missing permission: Vercel's observed wording, which names no scope ("vercel"),
+    # or the emulator's former message naming the missing scope ("descriptive").
+    permission_error_style: Literal["vercel", "descriptive"] = "vercel"
+    # `PATCH` of a sensitive var that names `key`: Vercel's CLI stopped sending it
+    # (github.com/vercel/vercel commit 4a5be0b, "fix `vc env update` for sensitive
+    # environment variables"), so the API refuses it ("reject") or tolerates it ("allow").
+    sensitive_patch_key: Literal["reject", "allow"] = "reject"
+    # Under a team's "on" sensitive policy, what the server does with a plain/encrypted
+    # var that targets development too (undocumented, vercel-reality.md D7): "reject" it
+    # (400), "split" it (sensitive production/preview + encrypted development), or
+    # "keep" it as sent.
+    sensitive_mixed_targets: Literal["reject", "split", "keep"] = "reject"
+
+    # -- install redirect (vercel-reality.md A2, A5)
+    callback_omit_team_id: bool = False
+    callback_omit_configuration_id: bool = False
+    # None: `next` is on this emulator; e.g. "https://www.vercel.com" puts it there.
+    next_origin: str | None = None
 
     # -- paging
     projects_page_size: int = 20
     projects_max_limit: int = 100
+    # "timestamp": `pagination.next` is the last project's `updatedAt` (a number);
+    # "token": an opaque Base32 continuation string, the other shape getProjects documents.
+    projects_pagination: Literal["timestamp", "token"] = "timestamp"
     # None: the env list is one page unless the caller passes `limit` (§4.2, Q5).
     env_list_page_size: int | None = None
 
@@ -98,6 +135,25 @@ class EmulatorConfig:
             raise ValueError("env_conflict_status must be 400 or 403")
         if self.invalid_token_status not in (401, 403):
             raise ValueError("invalid_token_status must be 401 or 403")
+        if self.env_conflict_code not in ENV_CONFLICT_CODES:
+            raise ValueError("env_conflict_code must be one of " + ", ".join(ENV_CONFLICT_CODES))
+        choices = {
+            "env_all_failed": ("created", "error"),
+            "permission_error_style": ("vercel", "descriptive"),
+            "sensitive_patch_key": ("reject", "allow"),
+            "sensitive_mixed_targets": ("reject", "split", "keep"),
+            "projects_pagination": ("timestamp", "token"),
+            "webhook_signer": ("current", "previous"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}")
+        if self.webhook_signer == "previous" and not self.previous_client_secret:
+            raise ValueError("webhook_signer 'previous' needs previous_client_secret")
+        if self.next_origin is not None:
+            if not self.next_origin.startswith(("http://", "https://")):
+                raise ValueError("next_origin must be an http(s) origin")
+            self.next_origin = self.next_origin.rstrip("/")
         if self.oauth_error_style not in ("oauth", "vercel"):
             raise ValueError("oauth_error_style must be 'oauth' or 'vercel'")
         if self.time_scale < 0:
@@ -120,6 +176,6 @@ class EmulatorConfig:
         return replace(self, **changes)
 
     def public(self) -> dict[str, Any]:
-        """The settings as JSON, without the client secret or the clock."""
-        hidden = {"client_secret", "clock"}
+        """The settings as JSON, without the client secrets or the clock."""
+        hidden = {"client_secret", "previous_client_secret", "clock"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}

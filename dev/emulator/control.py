@@ -114,6 +114,28 @@ class Control:
         body = _body(req)
         return _ok(self.emu.create_team(_str(body, "slug"), _opt_str(body, "name")), 201)
 
+    def patch_team(self, req: Request, p: _Params) -> Response:
+        body = _body(req)
+        unknown = sorted(set(body) - {"sensitiveEnvironmentVariablePolicy", "name"})
+        if unknown:
+            raise bad_request(f"unknown team settings: {', '.join(unknown)}")
+        result = self.emu.set_team(
+            p["team"],
+            policy=_opt_str(body, "sensitiveEnvironmentVariablePolicy"),
+            name=_opt_str(body, "name"),
+        )
+        return _ok(result)
+
+    def add_custom_environment(self, req: Request, p: _Params) -> Response:
+        body = _body(req)
+        result = self.emu.add_custom_environment(
+            p["project"],
+            _str(body, "slug"),
+            owner=_opt_str(body, "owner"),
+            description=_opt_str(body, "description"),
+        )
+        return _ok(result, 201)
+
     def create_project(self, req: Request, _: _Params) -> Response:
         body = _body(req)
         result = self.emu.create_project(
@@ -301,6 +323,8 @@ def register(router: Router, emulator: Emulator) -> None:
         ("PATCH", "/config", c.patch_config),
         ("POST", "/clock/advance", c.advance_clock),
         ("POST", "/teams", c.create_team),
+        ("PATCH", "/teams/{team}", c.patch_team),
+        ("POST", "/projects/{project}/custom-environments", c.add_custom_environment),
         ("POST", "/projects", c.create_project),
         ("DELETE", "/projects/{project}", c.remove_project),
         ("POST", "/projects/{project}/rename", c.rename_project),

@@ -12,7 +12,17 @@ Rules reproduced:
   the spec excerpt's enum still lists it);
 - encrypted and sensitive values never come back except through the decrypted-by-id
   endpoint, and sensitive not even there (getProjectEnv's first response shape has no
-  `value`).
+  `value`);
+- a team whose `sensitiveEnvironmentVariablePolicy` is "on" gets its plain/encrypted
+  production/preview vars stored as `sensitive`, on create and on edit ("the server
+  already promotes Production/Preview variables to sensitive silently", Vercel's CLI
+  changelog, PR #16041). A plain/encrypted var that also targets development is not
+  documented: `sensitive_mixed_targets` rejects it (default), splits it into a
+  sensitive production/preview var plus an encrypted development var, or keeps it;
+- a PATCH that names `key` on a sensitive var is refused (`sensitive_patch_key`),
+  since Vercel's CLI stopped sending it for sensitive vars (vercel/vercel 4a5be0b);
+- `customEnvironmentIds` must name custom environments of the project;
+- rendered vars carry `securityIssues: []`, as Vercel's SDK requires of listed vars.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from typing import Any
 from dev.emulator.config import EmulatorConfig
 from dev.emulator.errors import ApiError, bad_request
 from dev.emulator.ids import new_id
-from dev.emulator.models import TARGETS, EnvVar, Project
+from dev.emulator.models import TARGETS, Account, EnvVar, Project
 from dev.emulator.state import Store
 
 __all__ = [
@@ -36,6 +46,7 @@ __all__ = [
     "find_overlaps",
     "parse_input",
     "parse_patch",
+    "promote",
     "render_env",
     "rule_error",
     "update_env",
@@ -186,7 +197,7 @@ def conflict_error(
     status: int | None = None,
 ) -> ApiError:
     """ENV_CONFLICT as Terraform parses it (`key`, `envVarKey`, `target`, `gitBranch`)."""
-    if config.env_conflict_code == "ENV_ALREADY_EXISTS":
+    if config.env_conflict_code in ("ENV_ALREADY_EXISTS", "EXISTING_KEY_AND_TARGET"):
         message = (
             "Another Environment Variable with the same Name and Environment exists in your "
             "project. Remove it or choose a different Name or Environment."
@@ -214,6 +225,55 @@ def _same_sensitivity(old: str, new: str) -> bool:
     return (old == "sensitive") == (new == "sensitive")
 
 
+_PROMOTED = frozenset({"production", "preview"})
+
+
+def promote(
+    config: EmulatorConfig, account: Account | None, inp: EnvInput
+) -> tuple[EnvInput, EnvInput | None]:
+    """What a team's "on" sensitive policy stores for `inp`: the var itself, promoted,
+    plus, with the "split" variant, a second (development) var. Raises for "reject"."""
+    if account is None or account.sensitive_env_policy != "on":
+        return inp, None
+    if inp.type not in ("plain", "encrypted") or not set(inp.target) & _PROMOTED:
+        return inp, None
+    if "development" not in inp.target:
+        inp.type = "sensitive"
+        return inp, None
+    mode = config.sensitive_mixed_targets
+    if mode == "keep":
+        return inp, None
+    if mode == "reject":
+        raise bad_request(
+            "This team enforces sensitive environment variables: a variable for "
+            "Production or Preview cannot also target Development. Create them separately.",
+            key=inp.key,
+            target=inp.target,
+        )
+    development = EnvInput(
+        key=inp.key,
+        value=inp.value,
+        type="encrypted",
+        target=["development"],
+        git_branch=None,
+        comment=inp.comment,
+        custom_environment_ids=[],
+    )
+    inp.type = "sensitive"
+    inp.target = [t for t in inp.target if t != "development"]
+    return inp, development
+
+
+def check_custom_environments(store: Store, project: Project, ids: list[str]) -> None:
+    known = {c.id for c in store.project_custom_environments(project.id)}
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise bad_request(
+            f"Invalid request: custom environment {unknown[0]!r} does not exist in the project.",
+            customEnvironmentId=unknown[0],
+        )
+
+
 def create_env(
     store: Store,
     config: EmulatorConfig,
@@ -234,6 +294,7 @@ def create_env(
     error = rule_error(inp, creating=True)
     if error is not None:
         raise error
+    check_custom_environments(store, project, inp.custom_environment_ids)
     overlaps = find_overlaps(
         store.project_envs(project.id),
         inp.key,
@@ -294,9 +355,22 @@ def _overlap(overlaps: list[EnvVar], inp: EnvInput) -> list[str]:
 
 
 def update_env(
-    store: Store, config: EmulatorConfig, env: EnvVar, changes: dict[str, Any], actor: str | None
+    store: Store,
+    config: EmulatorConfig,
+    env: EnvVar,
+    changes: dict[str, Any],
+    actor: str | None,
+    account: Account | None = None,
 ) -> EnvVar:
-    """PATCH semantics: merge, re-check the rules and conflicts, then apply. Under the lock."""
+    """PATCH semantics: merge, re-check the rules and conflicts, then apply. Under the lock.
+
+    `account` is the project's owner: its sensitive policy may promote the var."""
+    if env.type == "sensitive" and "key" in changes and config.sensitive_patch_key == "reject":
+        raise bad_request(
+            "Invalid request: `key` cannot be changed on a sensitive environment variable; "
+            "send the PATCH without `key`.",
+            key=env.key,
+        )
     merged = EnvInput(
         key=changes.get("key", env.key),
         value=changes.get("value", env.value),
@@ -308,7 +382,17 @@ def update_env(
     )
     if merged.type == "secret" and env.type != "secret":
         raise bad_request("Secrets are deprecated: use the `sensitive` type.", key=merged.key)
-    if not _same_sensitivity(env.type, merged.type):
+    promoted = False
+    if env.type != "sensitive" and merged.type != "sensitive":
+        merged, split = promote(config, account, merged)
+        if split is not None:  # an edit cannot become two vars
+            raise bad_request(
+                "This team enforces sensitive environment variables: a variable for "
+                "Production or Preview cannot also target Development.",
+                key=merged.key,
+            )
+        promoted = merged.type == "sensitive"
+    if not promoted and not _same_sensitivity(env.type, merged.type):
         raise bad_request(
             "The type of an environment variable cannot change to or from `sensitive`; "
             "remove it and create it again.",
@@ -317,6 +401,9 @@ def update_env(
     error = rule_error(merged, creating=False)
     if error is not None:
         raise error
+    project = store.projects.get(env.project_id)
+    if project is not None and "customEnvironmentIds" in changes:
+        check_custom_environments(store, project, merged.custom_environment_ids)
     overlaps = find_overlaps(
         store.project_envs(env.project_id),
         merged.key,
@@ -349,6 +436,7 @@ def render_env(env: EnvVar, *, decrypted: bool = False) -> dict[str, Any]:
         "updatedAt": env.updated_at,
         "createdBy": env.created_by,
         "updatedBy": env.updated_by,
+        "securityIssues": [],
     }
     readable = env.type in ("plain", "system")
     if decrypted and env.type != "sensitive":
@@ -363,6 +451,5 @@ def render_env(env: EnvVar, *, decrypted: bool = False) -> dict[str, Any]:
         out["gitBranch"] = env.git_branch
     if env.comment is not None:
         out["comment"] = env.comment
-    if env.custom_environment_ids:
-        out["customEnvironmentIds"] = list(env.custom_environment_ids)
+    out["customEnvironmentIds"] = list(env.custom_environment_ids)
     return out

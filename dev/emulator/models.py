@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "SENSITIVE_POLICIES",
     "TARGETS",
     "Account",
     "AuthCode",
     "Configuration",
+    "CustomEnvironment",
     "EnvVar",
     "Project",
     "ProjectSelection",
@@ -22,6 +24,8 @@ __all__ = [
 
 TARGETS: tuple[str, ...] = ("production", "preview", "development")
 ProjectSelection = Literal["all", "selected"]
+# The team setting "Enforce Sensitive Environment Variables" (`Team` in Vercel's SDK).
+SENSITIVE_POLICIES: tuple[str, ...] = ("default", "off", "on")
 
 
 @dataclass
@@ -33,6 +37,9 @@ class Account:
     name: str
     kind: Literal["user", "team"]
     email: str | None = None
+    created_at: int = 0
+    # Teams only: "on" makes the server store production/preview vars as `sensitive`.
+    sensitive_env_policy: str = "default"
 
     @property
     def team_id(self) -> str | None:
@@ -51,6 +58,18 @@ class Project:
     created_at: int
     updated_at: int
     framework: str | None = None
+
+
+@dataclass
+class CustomEnvironment:
+    """A project's custom environment (`env_…`), addressed by id or by slug."""
+
+    id: str
+    project_id: str
+    slug: str
+    description: str | None
+    created_at: int
+    updated_at: int
 
 
 @dataclass

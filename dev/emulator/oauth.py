@@ -3,6 +3,7 @@
 Form-encoded `client_id`, `client_secret`, `code`, `redirect_uri`; 200
 `{token_type, access_token, installation_id, user_id, team_id}`. Codes live 30 minutes,
 exchange once, and are bound to the client and the Redirect URL they were issued for.
+While `previous_client_secret` is set (a rotation) both secrets are accepted.
 
 Vercel documents no error bodies. The only attested text is "Invalid grant: authorization
 code is invalid" for a reused code; it is verbatim the oauth2-server library's
@@ -44,7 +45,9 @@ def exchange(ctx: Context, req: Request) -> Response:
         if not form.get(name):
             return _error(ctx, 400, "invalid_request", f"Missing parameter: `{name}`")
     config = ctx.config
-    if form["client_id"] != config.client_id or form["client_secret"] != config.client_secret:
+    # During a client-secret rotation the old secret still works until it is revoked.
+    secrets_ok = {config.client_secret, config.previous_client_secret} - {None}
+    if form["client_id"] != config.client_id or form["client_secret"] not in secrets_ok:
         return _error(ctx, 400, "invalid_client", "Invalid client: client is invalid")
     store = ctx.store
     with store.lock:

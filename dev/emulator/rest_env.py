@@ -11,7 +11,12 @@
 
 Create answers 201 `{created, failed}`: `created` is an object for an object body and an
 array for an array body. A failing item of an array body lands in `failed[]` (201); a
-failing object body is an error status. The list is `{envs}` in one page (plus
+failing object body is an error status. When every item of an array body fails, the
+`env_all_failed="error"` variant answers the first failure's status with
+`{"error": <first failure>, "failed": [...]}` instead of 201 (vercel-reality.md D2).
+Under a team's "on" sensitive policy the stored type may differ from the sent one
+(envs.py); the "split" variant stores two vars for one item and lists both in
+`created` (an object body then gets the production/preview one as `created`). The list is `{envs}` in one page (plus
 `hiddenProductionEnvCount` when hidden vars exist), or `{envs, pagination}` when the
 caller passes `limit` (Terraform pages `/v8` with `limit` + `until`) or
 `env_list_page_size` is set.
@@ -23,9 +28,17 @@ from typing import Any
 
 from dev.emulator.auth import Caller, authenticate, require_scope, resolve_project
 from dev.emulator.context import Context
-from dev.emulator.envs import create_env, parse_input, parse_patch, render_env, update_env
+from dev.emulator.envs import (
+    EnvInput,
+    create_env,
+    parse_input,
+    parse_patch,
+    promote,
+    render_env,
+    update_env,
+)
 from dev.emulator.errors import ApiError, bad_request, forbidden, not_found
-from dev.emulator.models import EnvVar, Project
+from dev.emulator.models import Account, EnvVar, Project
 from dev.emulator.routing import Handler, Router
 from dev.emulator.wsgi import Request, Response
 
@@ -118,26 +131,38 @@ def create_envs(ctx: Context, req: Request, id_or_name: str, version: str) -> Re
         single = isinstance(body, dict)
         inputs = [parse_input(item) for item in ([body] if single else body)]
         created: list[dict[str, Any]] = []
-        failed: list[dict[str, Any]] = []
+        failures: list[ApiError] = []
+        owner = ctx.store.accounts.get(project.account_id)
         for inp in inputs:
             try:
-                env = create_env(
-                    ctx.store,
-                    ctx.config,
-                    project,
-                    inp,
-                    configuration_id=caller.configuration.id,
-                    actor=caller.configuration.user_id,
-                    upsert=upsert,
-                    may_modify=caller.may_modify_env,
-                )
+                for part in _stored(ctx, owner, inp):
+                    env = create_env(
+                        ctx.store,
+                        ctx.config,
+                        project,
+                        part,
+                        configuration_id=caller.configuration.id,
+                        actor=caller.configuration.user_id,
+                        upsert=upsert,
+                        may_modify=caller.may_modify_env,
+                    )
+                    created.append(render_env(env))
             except ApiError as error:
                 if single:
                     raise
-                failed.append({"error": error.body()})
-            else:
-                created.append(render_env(env))
+                failures.append(error)
+    failed = [{"error": error.body()} for error in failures]
+    if not single and inputs and not created and ctx.config.env_all_failed == "error":
+        first = failures[0]
+        body = {"error": first.body(), "failed": failed}
+        return Response.json(body, first.status)
     return Response.json({"created": created[0] if single else created, "failed": failed}, 201)
+
+
+def _stored(ctx: Context, owner: Account | None, inp: EnvInput) -> list[EnvInput]:
+    """The var(s) the server stores for one item, after the team's sensitive policy."""
+    main, split = promote(ctx.config, owner, inp)
+    return [main] if split is None else [main, split]
 
 
 def get_env(ctx: Context, req: Request, id_or_name: str, env_id: str) -> Response:
@@ -153,7 +178,8 @@ def edit_env(ctx: Context, req: Request, id_or_name: str, env_id: str) -> Respon
         caller, project = _caller(ctx, req, id_or_name, write=True)
         env = _env_of(ctx, caller, project, env_id, write=True)
         changes = parse_patch(_json(req))
-        env = update_env(ctx.store, ctx.config, env, changes, caller.configuration.user_id)
+        owner = ctx.store.accounts.get(project.account_id)
+        env = update_env(ctx.store, ctx.config, env, changes, caller.configuration.user_id, owner)
         body = render_env(env)
     return Response.json(body)
 

@@ -15,7 +15,15 @@ from typing import Any
 
 from dev.emulator.clock import Clock
 from dev.emulator.ids import new_id
-from dev.emulator.models import Account, AuthCode, Configuration, EnvVar, Project, TokenRecord
+from dev.emulator.models import (
+    Account,
+    AuthCode,
+    Configuration,
+    CustomEnvironment,
+    EnvVar,
+    Project,
+    TokenRecord,
+)
 
 __all__ = ["PROJECT_NAME", "SEED", "Store"]
 
@@ -50,6 +58,7 @@ class Store:
         self.configurations: dict[str, Configuration] = {}
         self.tokens: dict[str, TokenRecord] = {}
         self.codes: dict[str, AuthCode] = {}
+        self.custom_environments: dict[str, CustomEnvironment] = {}
 
     # -- lifecycle
 
@@ -62,6 +71,7 @@ class Store:
             self.configurations.clear()
             self.tokens.clear()
             self.codes.clear()
+            self.custom_environments.clear()
             rng = random.Random("vercel-emulator-seed")
             user = Account(
                 id=new_id("", rng),
@@ -82,6 +92,7 @@ class Store:
             )
             self.accounts[team.id] = team
             now = self.clock.now_ms()
+            team.created_at = user.created_at = now - 400 * _DAY_MS
             plan = [(user.id, p) for p in SEED["personal_projects"]]
             plan += [(team.id, p) for p in SEED["team_projects"]]
             for age, (account_id, (name, framework)) in enumerate(reversed(plan), start=1):
@@ -122,7 +133,13 @@ class Store:
     def add_team(self, slug: str, name: str | None = None) -> Account:
         if not PROJECT_NAME.match(slug) or self.account(slug) is not None:
             raise ValueError(f"team slug {slug!r} is invalid or taken")
-        team = Account(id=new_id("team_"), slug=slug, name=name or slug, kind="team")
+        team = Account(
+            id=new_id("team_"),
+            slug=slug,
+            name=name or slug,
+            kind="team",
+            created_at=self.clock.tick_ms(),
+        )
         self.accounts[team.id] = team
         return team
 
@@ -156,6 +173,43 @@ class Store:
         )
         self._put_project(project)
         return project
+
+    # -- custom environments
+
+    def project_custom_environments(self, project_id: str) -> list[CustomEnvironment]:
+        found = [c for c in self.custom_environments.values() if c.project_id == project_id]
+        return sorted(found, key=lambda c: (c.created_at, c.id))
+
+    def find_custom_environment(self, project_id: str, slug_or_id: str) -> CustomEnvironment | None:
+        return next(
+            (
+                c
+                for c in self.project_custom_environments(project_id)
+                if slug_or_id in (c.id, c.slug)
+            ),
+            None,
+        )
+
+    def add_custom_environment(
+        self, project: Project, slug: str, description: str | None = None
+    ) -> CustomEnvironment:
+        """Vercel refuses the names of the standard environments (the API's description:
+        "Must not be named 'Production' or 'Preview'")."""
+        if not PROJECT_NAME.match(slug) or slug in ("production", "preview", "development"):
+            raise ValueError(f"invalid custom environment slug {slug!r}")
+        if self.find_custom_environment(project.id, slug) is not None:
+            raise ValueError(f"a custom environment {slug!r} already exists")
+        now = self.clock.tick_ms()
+        env = CustomEnvironment(
+            id=new_id("env_"),
+            project_id=project.id,
+            slug=slug,
+            description=description,
+            created_at=now,
+            updated_at=now,
+        )
+        self.custom_environments[env.id] = env
+        return env
 
     # -- env vars
 
@@ -197,6 +251,10 @@ class Store:
                         "createdAt": p.created_at,
                         "updatedAt": p.updated_at,
                         "env": [_env(e) for e in self.project_envs(p.id)],
+                        "customEnvironments": [
+                            {"id": c.id, "slug": c.slug, "description": c.description}
+                            for c in self.project_custom_environments(p.id)
+                        ],
                     }
                     for p in self.projects.values()
                 ],
@@ -210,7 +268,10 @@ class Store:
 
 
 def _account(a: Account) -> dict[str, Any]:
-    return {"id": a.id, "slug": a.slug, "name": a.name, "kind": a.kind}
+    out: dict[str, Any] = {"id": a.id, "slug": a.slug, "name": a.name, "kind": a.kind}
+    if a.kind == "team":
+        out["sensitiveEnvironmentVariablePolicy"] = a.sensitive_env_policy
+    return out
 
 
 def _env(e: EnvVar) -> dict[str, Any]:

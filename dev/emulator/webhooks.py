@@ -3,7 +3,10 @@
 - Envelope `{id, type, createdAt, region, payload}` (§3.2); the raw body is fixed at
   enqueue time, so every retry of an event carries the same bytes and the same `id`.
 - `x-vercel-signature`: lowercase hex HMAC-SHA1 of the raw body keyed by the client
-  secret (§3.4).
+  secret (§3.4). During a client-secret rotation (`previous_client_secret` set) the
+  secret that signs is chosen per attempt by `webhook_signer` ("current" or
+  "previous"): Vercel sends one signature header, and whether it signs with the old or
+  the new secret while both are valid is not documented, so a receiver must accept both.
 - A 2xx within `webhook_timeout_s` (30 s) is success; anything else is retried with
   exponential backoff (base 60 s, doubling) until 24 h after the first attempt, then the
   delivery is given up (§3.5: "exponential backoff for up to 24 hours"; the exact
@@ -34,7 +37,7 @@ from dev.emulator.clock import Clock
 from dev.emulator.config import EmulatorConfig
 from dev.emulator.ids import new_id
 
-__all__ = ["Attempt", "Delivery", "WebhookSender", "sign"]
+__all__ = ["Attempt", "Delivery", "WebhookSender", "sign", "signing_secret"]
 
 _ACTIVE = frozenset({"queued", "delivering", "retrying"})
 _FINAL = frozenset({"delivered", "failed", "skipped", "dropped"})
@@ -43,6 +46,13 @@ _MAX_LOG = 10_000  # settled deliveries kept for inspection; older ones are forg
 
 def sign(body: bytes, secret: str) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+
+
+def signing_secret(settings: EmulatorConfig) -> str:
+    """The client secret that signs now: the previous one only while asked to."""
+    if settings.webhook_signer == "previous" and settings.previous_client_secret:
+        return settings.previous_client_secret
+    return settings.client_secret
 
 
 @dataclass
@@ -294,7 +304,7 @@ class WebhookSender:
             return Attempt(at, None, "no webhook_url configured", 0.0)
         headers = {
             "Content-Type": "application/json",
-            "x-vercel-signature": sign(delivery.body, settings.client_secret),
+            "x-vercel-signature": sign(delivery.body, signing_secret(settings)),
             "User-Agent": "vercel-emulator-webhooks/1",
         }
         started = time.monotonic()
