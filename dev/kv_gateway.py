@@ -2,9 +2,10 @@
 
 The integration talks to Vercel KV through the real `upstash-redis` SDK; pointing that SDK
 at this gateway lets the whole stack run offline, against real Redis when one answers at
-`REDIS_URL` and against the embedded engine (dev/kv_engine.py) otherwise. Where the
-protocol is undocumented it follows Upstash's docs and SDK behaviour (see
-/work/shared/reference/runtime-and-kv.md, sections C and D):
+`REDIS_URL` and otherwise against the embedded engine (fakeredis with Lua, dev/kv_engine.py;
+`REQUIRE_REDIS=1` in the tests fails instead of falling back). Where the protocol is
+undocumented it follows Upstash's docs (https://upstash.com/docs/redis/features/restapi)
+and the SDK's behaviour:
 
 * `POST /` takes a JSON command array; `POST /pipeline` and `POST /multi-exec` take 2-D
   arrays and answer per-command `{"result"}`/`{"error"}` items with status 200; a
@@ -17,12 +18,35 @@ protocol is undocumented it follows Upstash's docs and SDK behaviour (see
   silently turning `True` into "true" or "1" would hide a bug in the caller.
 * Blocking commands, connection commands other than PING/ECHO, MULTI/WATCH and the like,
   and server administration are refused with 400, as Upstash does. FLUSHALL flushes only
-  the gateway's database (an Upstash database is one keyspace).
+  the gateway's database (an Upstash database is one keyspace). EVAL, EVALSHA and SCRIPT
+  LOAD/EXISTS/FLUSH run, as on Upstash.
 
-Tests observe and break it through `/_gateway/…` (same token) or the same methods on
-`Gateway`: request/command counters, and injected stalls, error replies and dropped
-connections. A 5xx from this gateway (injected, or Redis gone) has a plain-text body, as a
-failing proxy would; the SDK then raises instead of reading a command error.
+Tests observe and steer it through `/_gateway/…` (same token) or the same methods on
+`Gateway`. A 5xx from this gateway (injected, Redis gone, a hold timing out) has a
+plain-text body, as a failing proxy would; the SDK then raises instead of reading a
+command error.
+
+* `GET /_gateway/stats`, `POST /_gateway/stats/reset` (`stats()`, `reset_stats()`):
+  request/command counters.
+* `GET|POST|DELETE /_gateway/faults` (`faults()`, `set_faults(…)`, `clear_faults()`):
+  injected stalls, error replies and dropped connections (see `Faults`).
+* Holds, to force an interleaving deterministically (`hold(…)`, `holds()`, `clear_holds()`;
+  details in dev/kv_holds.py). `POST /_gateway/holds` with
+  `{"match": {"command": "EVAL", "key_glob": "vi:inst:*", "path": "/"}, "count": 1,
+  "timeout_seconds": 10}` (every field optional) answers the hold's state with its `id`;
+  the next `count` matching requests are parked *before they run*.
+  `GET /_gateway/holds/<id>` says how many are parked now (`held`), caught so far and
+  timed out (`?wait_seconds=N`, at most 30, first waits until one is parked);
+  `POST /_gateway/holds/<id>/release` lets them run; a parked request not released within
+  `timeout_seconds` fails with 504 without running. `GET /_gateway/holds` lists them,
+  `DELETE /_gateway/holds` cancels all (parked requests fail with 503 without running), and
+  so does clearing the faults, so no test leaves a hold behind. In process:
+
+      with gateway.hold(command="EVAL", key_glob="vi:inst:*") as held:
+          a = threading.Thread(target=uninstall); a.start()
+          assert held.wait_held()        # A is parked before its EVAL ran
+          run_b()                        # B runs to completion meanwhile
+      a.join()                           # leaving the block released A
 """
 
 from __future__ import annotations
@@ -54,6 +78,7 @@ from redis.retry import Retry
 
 from dev import serve
 from dev.kv_engine import BackendUnavailable, ClientBackend, CommandError, Engine, Reply
+from dev.kv_holds import DEFAULT_HOLD_TIMEOUT_S, Hold, HoldMatch
 
 __all__ = [
     "DEFAULT_REDIS_URL",
@@ -63,6 +88,8 @@ __all__ = [
     "Faults",
     "Gateway",
     "GatewayStats",
+    "Hold",
+    "HoldMatch",
     "RedisBackend",
     "create_app",
     "main",
@@ -411,6 +438,8 @@ class Gateway:
         self._rng = random.Random()
         self._wake = threading.Event()
         self._sync = itertools.count(1)
+        self._holds: dict[str, Hold] = {}
+        self._hold_ids = itertools.count(1)
 
     @property
     def backend(self) -> Backend:
@@ -452,7 +481,49 @@ class Gateway:
         return faults
 
     def clear_faults(self) -> None:
+        """No faults, and no holds: `clear_holds()` too, so no test leaves one behind."""
         self._install(Faults())
+        self.clear_holds()
+
+    def hold(
+        self,
+        *,
+        command: str | None = None,
+        key_glob: str | None = None,
+        path: str | None = None,
+        count: int = 1,
+        timeout_seconds: float = DEFAULT_HOLD_TIMEOUT_S,
+    ) -> Hold:
+        """Park the next `count` matching requests before they run (see dev/kv_holds.py)."""
+        return self._add_hold(HoldMatch(command, key_glob, path), count, timeout_seconds)
+
+    def holds(self) -> list[Hold]:
+        with self._lock:
+            return list(self._holds.values())
+
+    def clear_holds(self) -> None:
+        """Cancel and forget every hold; requests parked by one fail without running."""
+        with self._lock:
+            holds, self._holds = list(self._holds.values()), {}
+        for hold in holds:
+            hold.cancel()
+
+    def _add_hold(self, match: HoldMatch, count: int, timeout_seconds: float) -> Hold:
+        with self._lock:
+            hold = Hold(f"h{next(self._hold_ids)}", match, count, timeout_seconds)
+            self._holds[hold.id] = hold
+        return hold
+
+    def _pass_holds(self, path: str, commands: Sequence[Sequence[bytes]]) -> None:
+        """Park the request if a hold claims it; raise `_Reject` if it must not run."""
+        for hold in self.holds():
+            if hold.claim(path, commands):
+                outcome = hold.park()
+                if outcome == "timed out":
+                    raise _Reject(504, f"KV gateway: held request timed out (hold {hold.id})")
+                if outcome == "cancelled":
+                    raise _Reject(503, f"KV gateway: hold {hold.id} was cancelled")
+                return
 
     def _install(self, faults: Faults) -> None:
         with self._lock:
@@ -467,7 +538,10 @@ class Gateway:
         try:
             response = self._handle(environ)
         except _Reject as exc:
-            response = _Response.error(exc.status, exc.message)
+            if exc.status >= 500:  # a gateway failure: plain text, as a failing proxy's
+                response = _Response.text(exc.status, exc.message)
+            else:
+                response = _Response.error(exc.status, exc.message)
         except BackendUnavailable as exc:
             log.warning("kv gateway: %s", exc)
             response = _Response.text(503, "KV gateway: the Redis behind it is unavailable")
@@ -529,6 +603,7 @@ class Gateway:
             _require_json(environ)
             commands = _commands_from_json(_parse_json(_read_body(environ)), path)
             self._count_commands(len(commands))
+            self._pass_holds(path, commands)
             if path == "/pipeline":
                 return self._pipeline(commands, b64)
             return self._multi_exec(commands, b64)
@@ -541,6 +616,7 @@ class Gateway:
         refusal = _refusal(command)
         if refusal:
             raise _Reject(400, refusal)
+        self._pass_holds("/", [command])
         try:
             result = self._backend.execute(_normalize(command))
         except CommandError as exc:
@@ -604,6 +680,8 @@ class Gateway:
     def _control(self, environ: WSGIEnvironment, method: str, route: str) -> _Response:
         if not self._authorized(environ):
             return _Response.error(401, _WRONGPASS, protocol=False)
+        if route == "/holds" or route.startswith("/holds/"):
+            return self._control_holds(environ, method, route)
         allowed = {
             "/stats": ("GET",),
             "/stats/reset": ("POST",),
@@ -630,6 +708,54 @@ class Gateway:
             except (ValueError, TypeError, RecursionError) as exc:
                 return _Response.error(400, f"ERR invalid faults: {exc}", protocol=False)
         return _Response.of(200, asdict(self.faults()), protocol=False)
+
+    def _control_holds(self, environ: WSGIEnvironment, method: str, route: str) -> _Response:
+        parts = route.strip("/").split("/")  # ["holds"], ["holds", id], ["holds", id, "release"]
+        allowed = {1: ("GET", "POST", "DELETE"), 2: ("GET",), 3: ("POST",)}.get(len(parts), ())
+        if len(parts) == 3 and parts[2] != "release":
+            allowed = ()
+        if not allowed:
+            return _Response.error(404, f"ERR no gateway control endpoint {route}", protocol=False)
+        if method not in allowed:
+            return _Response.error(405, f"ERR method {method} is not allowed here", protocol=False)
+        if len(parts) == 1:
+            if method == "DELETE":
+                self.clear_holds()
+            if method == "POST":
+                _require_json(environ)
+                try:
+                    hold = self._hold_from_json(json.loads(_read_body(environ)))
+                except (ValueError, TypeError, RecursionError) as exc:
+                    return _Response.error(400, f"ERR invalid hold: {exc}", protocol=False)
+                return _Response.of(200, hold.state(), protocol=False)
+            return _Response.of(200, {"holds": [h.state() for h in self.holds()]}, protocol=False)
+        with self._lock:
+            found = self._holds.get(parts[1])
+        if found is None:
+            return _Response.error(404, f"ERR no hold {parts[1]}", protocol=False)
+        if len(parts) == 3:
+            found.release()
+        else:
+            query = dict(parse_qsl(str(environ.get("QUERY_STRING") or "")))
+            try:
+                wait = float(query.get("wait_seconds", "0"))
+            except ValueError:
+                wait = -1.0
+            if not 0 <= wait <= 30:
+                return _Response.error(400, "ERR wait_seconds must be from 0 to 30", protocol=False)
+            if wait:
+                found.wait_held(1, wait)
+        return _Response.of(200, found.state(), protocol=False)
+
+    def _hold_from_json(self, data: Any) -> Hold:
+        if not isinstance(data, dict):
+            raise ValueError("the body must be a JSON object")
+        unknown = sorted(set(data) - {"match", "count", "timeout_seconds"})
+        if unknown:
+            raise ValueError(f"unknown field(s): {', '.join(unknown)}")
+        match = HoldMatch.from_json(data.get("match", {}))
+        count = data.get("count", 1)
+        return self._add_hold(match, count, data.get("timeout_seconds", DEFAULT_HOLD_TIMEOUT_S))
 
     # -- counters ------------------------------------------------------------------------
 

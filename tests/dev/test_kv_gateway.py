@@ -12,8 +12,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from dev.kv_gateway import (
     create_app,
     open_backend,
 )
+from dev.kv_holds import command_keys
 from tests.conftest import KVGateway
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -600,3 +602,181 @@ def test_main_refuses_a_bad_port() -> None:
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 2
     assert "KV_PORT" in err
+
+
+# -- holds: deterministic interleavings ------------------------------------------------------
+
+
+class Background:
+    """Run `call` on a thread; `result()` is its return value or raises its exception."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self._outcome: list[Any] = []
+        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self._thread.start()
+
+    def _run(self, call: Callable[[], Any]) -> None:
+        try:
+            self._outcome.append(("ok", call()))
+        except Exception as exc:  # handed to the test thread by result()
+            self._outcome.append(("raised", exc))
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def result(self, timeout: float = 10.0) -> Any:
+        self._thread.join(timeout)
+        assert self._outcome, "the background call did not finish"
+        kind, value = self._outcome[0]
+        if kind == "raised":
+            raise value
+        return value
+
+
+_CLAIM = "return redis.call('SET', KEYS[1], ARGV[1], 'NX')"
+
+
+def test_a_hold_parks_a_script_until_another_writer_has_run(kv: KVGateway, client: Redis) -> None:
+    with kv.gateway.hold(command="EVAL", key_glob="vi:inst:*") as held:
+        a = Background(lambda: sdk(kv.url, kv.token).eval(_CLAIM, ["vi:inst:1"], ["A"]))
+        assert held.wait_held()
+        assert held.held == 1
+        time.sleep(0.05)
+        assert not a.done()  # parked before it ran: nothing written yet
+        assert client.get("vi:inst:1") is None
+        # B gets through: its command is not the held one, nor is its key.
+        assert client.eval(_CLAIM, ["vi:other"], ["B"]) == "OK"
+        assert client.set("vi:inst:1", "B") is True
+    assert a.result() is None  # A ran after B, and its NX lost
+    assert client.get("vi:inst:1") == "B"
+    assert held.state() | {"match": None} == {
+        "id": held.id,
+        "match": None,
+        "count": 1,
+        "timeout_seconds": 10.0,
+        "caught": 1,
+        "held": 0,
+        "timed_out": 0,
+        "released": True,
+        "cancelled": False,
+    }
+
+
+def test_holds_over_the_control_api(kv: KVGateway, http: httpx.Client, client: Redis) -> None:
+    body = {"match": {"command": "set", "key_glob": "k?", "path": "/"}, "timeout_seconds": 5}
+    created = http.post("/_gateway/holds", json=body)
+    assert created.status_code == 200
+    hold_id = created.json()["id"]
+    assert created.json()["match"] == {"command": "set", "key_glob": "k?", "path": "/"}
+    a = Background(lambda: sdk(kv.url, kv.token).set("k1", "A"))
+    state = http.get(f"/_gateway/holds/{hold_id}", params={"wait_seconds": 5}).json()
+    assert (state["held"], state["caught"]) == (1, 1)
+    assert client.set("key-not-matching", "B") is True
+    assert client.get("k1") is None
+    assert http.get("/_gateway/holds").json()["holds"] == [state]
+    released = http.post(f"/_gateway/holds/{hold_id}/release")
+    assert (released.status_code, released.json()["released"]) == (200, True)
+    assert a.result() is True
+    assert client.get("k1") == "A"
+    assert http.get(f"/_gateway/holds/{hold_id}").json()["held"] == 0
+    # Released: later matching requests pass.
+    assert client.set("k2", "v") is True
+    assert http.delete("/_gateway/holds").json() == {"holds": []}
+
+
+def test_a_held_request_times_out_with_a_5xx_and_never_runs(
+    kv: KVGateway, http: httpx.Client
+) -> None:
+    held = kv.gateway.hold(command="INCR", timeout_seconds=0.2)
+    started = time.monotonic()
+    reply = http.post("/", json=["INCR", "n"])
+    assert 0.2 <= time.monotonic() - started < 5
+    assert reply.status_code == 504
+    assert reply.headers["content-type"].startswith("text/plain")
+    assert f"held request timed out (hold {held.id})" in reply.text
+    assert held.state()["timed_out"] == 1
+    assert http.post("/", json=["GET", "n"]).json() == {"result": None}
+    # Its count is spent: the next one runs.
+    assert http.post("/", json=["INCR", "n"]).json() == {"result": 1}
+
+
+def test_count_parks_several_and_pipelines_are_parked_whole(kv: KVGateway, client: Redis) -> None:
+    held = kv.gateway.hold(key_glob="lock:*", count=2)
+
+    def pipeline() -> Any:
+        pipe = sdk(kv.url, kv.token).pipeline()
+        pipe.set("plain", "1")
+        pipe.delete("other", "lock:2")
+        return pipe.exec()
+
+    first = Background(lambda: sdk(kv.url, kv.token).set("lock:1", "a"))
+    second = Background(pipeline)
+    assert held.wait_held(2)
+    assert client.get("plain") is None  # the whole pipeline waits, not only its DEL
+    assert client.set("lock:3", "c") is True  # count spent: not parked
+    held.release()
+    assert first.result() is True
+    assert second.result() == [True, 0]
+    assert held.state()["caught"] == 2
+
+
+def test_clearing_faults_cancels_holds_and_parked_requests_never_run(
+    kv: KVGateway, http: httpx.Client
+) -> None:
+    held = kv.gateway.hold(path="/multi-exec")
+    a = Background(lambda: http.post("/multi-exec", json=[["INCR", "n"], ["INCR", "n"]]))
+    assert held.wait_held()
+    assert http.post("/", json=["INCR", "m"]).json() == {"result": 1}  # other paths pass
+    kv.gateway.clear_faults()
+    reply = a.result()
+    assert reply.status_code == 503
+    assert "was cancelled" in reply.text
+    assert http.post("/", json=["GET", "n"]).json() == {"result": None}
+    assert kv.gateway.holds() == []
+
+
+def test_hold_requests_are_validated(http: httpx.Client) -> None:
+    bad: object
+    for bad in (
+        [],
+        {"matc": {}},
+        {"match": {"cmd": "GET"}},
+        {"match": {"command": ""}},
+        {"match": {"command": 1}},
+        {"match": {"path": "/other"}},
+        {"match": []},
+        {"count": 0},
+        {"count": True},
+        {"timeout_seconds": 0},
+        {"timeout_seconds": 601},
+        {"timeout_seconds": "1"},
+    ):
+        reply = http.post("/_gateway/holds", json=bad)
+        assert reply.status_code == 400, bad
+        assert reply.json()["error"].startswith("ERR invalid hold"), bad
+    assert http.get("/_gateway/holds/h999").status_code == 404
+    assert http.post("/_gateway/holds/h999/release").status_code == 404
+    assert http.get("/_gateway/holds/h1/nope").status_code == 404
+    assert http.put("/_gateway/holds").status_code == 405
+    assert http.post("/_gateway/holds/h1").status_code == 405
+    created = http.post("/_gateway/holds", json={}).json()
+    assert created["match"] == {"command": None, "key_glob": None, "path": None}
+    assert http.get(f"/_gateway/holds/{created['id']}?wait_seconds=31").status_code == 400
+    assert http.get(f"/_gateway/holds/{created['id']}?wait_seconds=x").status_code == 400
+    assert http.get(f"/_gateway/holds/{created['id']}?wait_seconds=0.05").json()["held"] == 0
+
+
+@pytest.mark.parametrize(
+    ("command", "keys"),
+    [
+        (["EVAL", "s", "2", "a", "b", "argv"], ["a", "b"]),
+        (["evalsha", "sha", "0", "argv"], []),
+        (["EVAL", "s", "x"], []),
+        (["DEL", "a", "b"], ["a", "b"]),
+        (["MSET", "a", "1", "b", "2"], ["a", "b"]),
+        (["SET", "k", "v", "NX"], ["k"]),
+        (["PING"], []),
+    ],
+)
+def test_the_keys_a_hold_looks_at(command: list[str], keys: list[str]) -> None:
+    assert command_keys([part.encode() for part in command]) == [key.encode() for key in keys]
