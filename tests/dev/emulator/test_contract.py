@@ -124,6 +124,14 @@ OPERATIONS = [
         re.compile(r"^/v1/integrations/configurations$"),
         "GET",
     ),
+    Operation("getTeam.yaml", "/v2/teams/{teamId}", "get", re.compile(r"^/v2/teams/[^/]+$"), "GET"),
+    Operation(
+        "getProjectsByIdOrNameCustomEnvironments.yaml",
+        "/v9/projects/{idOrName}/custom-environments",
+        "get",
+        re.compile(r"^/v9/projects/[^/]+/custom-environments$"),
+        "GET",
+    ),
 ]
 
 # Error statuses the emulator gives that an excerpt does not list, and why.
@@ -133,6 +141,7 @@ UNDOCUMENTED_ERRORS: dict[str, set[int]] = {
     "getProject.yaml": {404},
     "filterProjectEnvs.yaml": {404},
     "getProjectEnv.yaml": {404},
+    "getProjectsByIdOrNameCustomEnvironments.yaml": {404},
 }
 
 ERROR_SHAPE = {
@@ -395,6 +404,66 @@ def test_selected_personal_install_and_error_variants_match(
     api.get("/v10/projects")
     covered = _validate_all(recorder)
     assert {"getProject.yaml:403", "createProjectEnv.yaml:403", "getProjects.yaml:403"} <= covered
+
+
+def test_the_issue_12_variants_match(stack: Stack, recorder: Recorder) -> None:
+    """Token paging, teams, custom environments, the sensitive policy, all-fail batches."""
+    stack.control("PATCH", "/config", json={"scopes": [*stack.config.scopes, "read:team"]})
+    team = stack.team()["id"]
+    installation = stack.install(team)
+    api = _api(stack, installation, recorder)
+    stack.control(
+        "PATCH",
+        "/config",
+        json={"projects_pagination": "token", "env_all_failed": "error"},
+    )
+    query: dict[str, Any] = {"limit": 2}
+    while True:
+        page = api.get("/v10/projects", params=query).json()
+        if page["pagination"]["next"] is None:
+            break
+        query["from"] = page["pagination"]["next"]
+    assert isinstance(query["from"], str)
+    api.get("/v10/projects", params={"from": "garbled!"})
+    api.get(f"/v2/teams/{team}")
+    stack.control("PATCH", "/teams/acme", json={"sensitiveEnvironmentVariablePolicy": "on"})
+    api.get(f"/v2/teams/{team}")
+    custom = stack.control(
+        "POST", "/projects/web/custom-environments", json={"slug": "staging", "owner": team}
+    )["customEnvironment"]
+    api.get("/v9/projects/web/custom-environments")
+    api.get("/v9/projects/missing/custom-environments")
+    url = "/v10/projects/web/env"
+    promoted = api.post(url, json=_env("PROMOTED", ["production", "preview"], "plain")).json()
+    assert promoted["created"]["type"] == "sensitive"
+    api.post(url, json=_env("MIXED", ["production", "development"], "plain"))
+    stack.control("PATCH", "/config", json={"sensitive_mixed_targets": "split"})
+    api.post(url, json=[_env("SPLIT", ["production", "development"])])
+    api.post(url, json={**_env("STAGE", []), "customEnvironmentIds": [custom["id"]]})
+    api.post(
+        url, json=[_env("PROMOTED", ["production"]), _env("BAD", ["development"], "sensitive")]
+    )
+    api.patch(f"/v9/projects/web/env/{promoted['created']['id']}", json={"key": "PROMOTED"})
+    api.get(url, params={"customEnvironmentId": custom["id"]})
+    stack.control(
+        "POST",
+        f"/configurations/{installation.configuration_id}/scopes/remove",
+        json={"scopes": ["read:team"]},
+    )
+    api.get(f"/v2/teams/{team}")
+    covered = _validate_all(recorder)
+    assert {
+        "getProjects.yaml:200",
+        "getProjects.yaml:400",
+        "getTeam.yaml:200",
+        "getTeam.yaml:403",
+        "getProjectsByIdOrNameCustomEnvironments.yaml:200",
+        "getProjectsByIdOrNameCustomEnvironments.yaml:404",
+        "createProjectEnv.yaml:201",
+        "createProjectEnv.yaml:400",
+        "editProjectEnv.yaml:400",
+        "filterProjectEnvs.yaml:200",
+    } <= covered
 
 
 def test_the_validator_is_not_vacuous() -> None:
