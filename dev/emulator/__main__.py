@@ -1,7 +1,8 @@
 """`python -m dev.emulator`: the emulator alone on EMULATOR_PORT (default 4000).
 
 Settings come from the same variables as the rest of the stack: VERCEL_CLIENT_ID,
-VERCEL_CLIENT_SECRET, INTEGRATION_SLUG, VERCEL_REDIRECT_URI, plus EMULATOR_WEBHOOK_URL,
+VERCEL_CLIENT_SECRET, VERCEL_CLIENT_SECRET_PREVIOUS (a secret rotation: the old secret
+also works for the code exchange), INTEGRATION_SLUG, VERCEL_REDIRECT_URI, plus EMULATOR_WEBHOOK_URL,
 EMULATOR_CONFIGURATION_URL and EMULATOR_TIME_SCALE; the Redirect, Webhook and
 Configuration URLs default to the functions dev server on DEV_PORT (3000).
 """
@@ -34,6 +35,7 @@ def main() -> int:
     config = EmulatorConfig(
         client_id=_env("VERCEL_CLIENT_ID", DEFAULT_CLIENT_ID),
         client_secret=_env("VERCEL_CLIENT_SECRET", DEFAULT_CLIENT_SECRET),
+        previous_client_secret=_env("VERCEL_CLIENT_SECRET_PREVIOUS", "") or None,
         slug=_env("INTEGRATION_SLUG", DEFAULT_SLUG),
         redirect_uri=_env("VERCEL_REDIRECT_URI", f"{dev_url}/callback"),
         webhook_url=_env("EMULATOR_WEBHOOK_URL", f"{dev_url}/webhook"),

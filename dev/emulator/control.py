@@ -4,6 +4,12 @@ Local test tooling, so no auth; never subject to injected faults, latency or rat
 limits. Actions that fire webhooks return at once (delivery is in the background)
 unless called with `?sync=1`, which waits for each fired delivery's first attempt;
 `POST /_emulator/webhooks/drain?timeout=S` waits until nothing is left to deliver.
+
+Beyond the world and the knobs, `PATCH /_emulator/config` selects Vercel's variants
+(config.py lists them) and `PATCH /_emulator/teams/{slug or id}` changes a team's
+settings: `{"sensitiveEnvironmentVariablePolicy": "on"}` makes the server promote
+production/preview vars to sensitive (envs.py). `POST /_emulator/projects/{project}/
+custom-environments` `{"slug", "owner"?, "description"?}` adds a custom environment.
 """
 
 from __future__ import annotations
