@@ -1,7 +1,7 @@
 # The two commands: `make dev` and `make test`. Both bootstrap .venv themselves.
 PY := .venv/bin/python
 
-.PHONY: venv browser-deps dev test lint typecheck unit bench clean
+.PHONY: venv browser-deps vercel-cli vercel-build dev test lint typecheck unit bench clean
 
 venv:
 	@bash dev/bootstrap.sh
@@ -19,6 +19,23 @@ $(AXE_STAMP): tests/browser/package-lock.json
 	  echo "make: npm not found: accessibility tests will skip (and fail under CI=true)"; \
 	fi
 
+# Vercel's CLI, pinned in its lock file, for the `vercel build` judge
+# (tests/test_vercel_build.py); reinstalled when the lock file changes.
+VERCEL_CLI_STAMP := dev/vercel-cli/node_modules/.package-lock.json
+
+vercel-cli: $(VERCEL_CLI_STAMP)
+
+$(VERCEL_CLI_STAMP): dev/vercel-cli/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  npm ci --prefix dev/vercel-cli --no-audit --no-fund --loglevel=error; \
+	else \
+	  echo "make: npm not found: the vercel build tests will skip (and fail under CI=true)"; \
+	fi
+
+# Build the checkout with `vercel build` (on a copy) and print bundle sizes as JSON.
+vercel-build: venv vercel-cli
+	@$(PY) -m dev.vercel_build
+
 dev: venv
 	@$(PY) -m dev.stack
 
@@ -29,7 +46,7 @@ lint: venv
 typecheck: venv
 	@$(PY) -m mypy
 
-unit: venv browser-deps
+unit: venv browser-deps vercel-cli
 	@$(PY) -m pytest
 
 test: lint typecheck unit
@@ -38,4 +55,4 @@ bench: venv
 	@$(PY) -m dev.bench
 
 clean:
-	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .hypothesis artifacts tests/browser/node_modules
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .hypothesis artifacts tests/browser/node_modules dev/vercel-cli/node_modules

@@ -230,8 +230,17 @@ def python312() -> str:
     if sys.version_info[:2] == (3, 12) and base:
         return str(base)
     found = shutil.which("python3.12")
-    if found is None:
-        raise BuildError("no python3.12 to run the built functions with")
+    if found is None and (VENV_BIN / "uv").exists():
+        located = subprocess.run(
+            [str(VENV_BIN / "uv"), "python", "find", "3.12"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        found = located.stdout.strip() if located.returncode == 0 else None
+    if not found:
+        raise BuildError("no Python 3.12 (Vercel's runtime version) to run the functions with")
     return found
 
 

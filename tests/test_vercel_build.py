@@ -44,7 +44,8 @@ from dev.vercel_build import (
 )
 from tests.conftest import E2E, E2E_ADMIN_TOKEN, E2E_CLIENT_SECRET, E2E_CRON_SECRET
 
-pytestmark = pytest.mark.slow
+# The first test pays for the build (and, on a bare `pytest` run, the CLI install).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 ARTIFACT = ROOT / "artifacts" / "vercel-build.json"
 
