@@ -418,6 +418,24 @@ def test_provision_needs_its_tokens(functions: Functions, e2e: E2E) -> None:
     assert functions.request("provision", "GET", "/provision?sweep=1", headers=admin).status == 401
 
 
+def test_uninstall_through_the_built_webhook(functions: Functions, e2e: E2E) -> None:
+    """Across bundles: installed by the built /callback, removed by a signed event to the
+    built /webhook, then unknown to the built /provision; a redelivery changes nothing."""
+    cfg = _full_install(functions, e2e, "dev-user")
+    admin = {"authorization": f"Bearer {E2E_ADMIN_TOKEN}"}
+    path = f"/provision?configurationId={cfg}"
+    assert functions.request("provision", "GET", path, headers=admin).status == 200
+    body = _event("integration-configuration.removed", {"configuration": {"id": cfg}})
+    signed = {
+        "content-type": "application/json",
+        "x-vercel-signature": sign(body, E2E_CLIENT_SECRET),
+    }
+    for _ in range(2):
+        reply = functions.request("webhook", "POST", "/webhook", body, signed)
+        assert reply.status == 200, reply.body
+        assert functions.request("provision", "GET", path, headers=admin).status == 404
+
+
 CHECKS: dict[str, Callable[..., None]] = {
     "health": test_health,
     "webhook": test_webhook_signed_and_unsigned,
