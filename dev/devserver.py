@@ -6,7 +6,8 @@ functions), then its `rewrites`, in Vercel's order. Functions are found with Ver
 rules (no `_`/`.` path segments; an `app`/`application` binding or a `class handler`
 at top level, first one wins) and loaded the way its Python runtime loads them: by file
 path as module `api.<name>`, the project root on `sys.path`. Under a rewrite the function
-sees the ORIGINAL path, as on Vercel.
+sees the ORIGINAL path, as on Vercel, and it gets the request body whole with its
+`Content-Length`, a chunked body de-chunked, as Vercel's Python runtime hands it over.
 
 Not emulated (the project does not use them): `routes`, `has`/`missing` conditions,
 ASGI apps, `[param].py` files, external rewrite destinations. A `vercel.json` that uses

@@ -66,6 +66,26 @@ PROJECT_JSON = {
     "settings": {"framework": None},
 }
 TRAMPOLINE = "vc__handler__python"
+# The environment the build keeps (matched case-insensitively for the proxy variables).
+_BUILD_ENV = {
+    "PATH",
+    "HOME",
+    "USER",
+    "LANG",
+    "LC_ALL",
+    "TMPDIR",
+    "CI",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_EXTRA_INDEX_URL",
+}
 
 
 class BuildError(RuntimeError):
@@ -129,11 +149,9 @@ def build(work: Path, root: Path = ROOT, timeout: float = 540.0) -> Build:
     copy_tree(root, tree)
     (tree / ".vercel").mkdir(exist_ok=True)
     (tree / ".vercel" / "project.json").write_text(json.dumps(PROJECT_JSON))
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("VERCEL", "NOW_", "UV_", "PYTHON", "VIRTUAL_ENV"))
-    }
+    # Only what reaching PyPI needs: the tests' settings and secrets (in os.environ
+    # during a test session) must not reach the builder.
+    env = {k: v for k, v in os.environ.items() if k in _BUILD_ENV or k.lower() in _BUILD_ENV}
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"  # uv and Python 3.12
     env["VERCEL_TELEMETRY_DISABLED"] = "1"
     started = time.monotonic()
@@ -189,6 +207,17 @@ class Bundle:
     @property
     def megabytes(self) -> float:
         return round(self.bytes / 1_000_000, 2)
+
+    def vendored_megabytes(self, at_least: float = 0.1) -> dict[str, float]:
+        """MB per top-level entry of `_vendor` (a package and its .dist-info together)."""
+        sizes: dict[str, int] = {}
+        for rel, source in self.files.items():
+            parts = rel.split("/")
+            if parts[0] == "_vendor" and len(parts) > 1:
+                top = parts[1].split("-")[0].removesuffix(".py").split(".")[0]
+                sizes[top] = sizes.get(top, 0) + source.stat().st_size
+        ranked = sorted(sizes.items(), key=lambda kv: -kv[1])
+        return {k: round(v / 1_000_000, 2) for k, v in ranked if v / 1_000_000 >= at_least}
 
     def layout(self, dest: Path) -> Path:
         """The bundle unpacked at `dest` (hard links where possible: nothing is shared)."""
@@ -512,6 +541,7 @@ def report(result: Build) -> dict[str, Any]:
         "vercel_cli": CLI_VERSION,
         "build_s": round(result.seconds, 1),
         "bundle_mb": {b.name: b.megabytes for b in bundles(result.output)},
+        "vendor_mb": {b.name: b.vendored_megabytes() for b in bundles(result.output)},
     }
 
 
