@@ -879,6 +879,12 @@ def test_a_fakeredis_failure_is_a_command_error_and_the_engine_carries_on() -> N
         engine.execute([b"EVAL", b"return loadstring", b"0"])
     assert engine.execute([b"SET", b"k", b"v"]) == b"OK"
     assert engine.execute([b"GET", b"k"]) == b"v"
+    # In a pipeline the gateway answers a 500 (its connection is dropped, not reused).
+    gateway = create_app(TOKEN, engine)
+    with _http(gateway) as http:
+        body = [["SET", "p", "1"], ["EVAL", "return loadstring", "0"]]
+        assert http.post("/pipeline", json=body).status_code == 500
+        assert http.post("/", json=["GET", "k"]).json() == {"result": "dg=="}
 
 
 def test_unknown_and_empty_commands_and_the_description() -> None:
