@@ -542,7 +542,6 @@ def pair(kv_backend: Backend) -> Iterator[tuple[Side, Side]]:
             pytest.fail(f"CI needs Redis for the parity tests; got {kv_backend.description}")
         pytest.skip(f"parity needs real Redis; the tests run on {kv_backend.description}")
     kv_backend.execute([b"FLUSHDB"])
-    kv_backend.execute([b"SCRIPT", b"FLUSH"])
     redis_side, engine_side = Side(kv_backend), Side(Engine())
     yield redis_side, engine_side
     for side in (redis_side, engine_side):
