@@ -1,0 +1,1 @@
+"""Local Vercel Queues for `make dev` and tests (see SPIKE.md)."""
