@@ -96,9 +96,9 @@ class EmulatorConfig:
     sensitive_patch_key: Literal["reject", "allow"] = "reject"
     # Under a team's "on" sensitive policy, what the server does with a plain/encrypted
     # var that targets development too (undocumented, vercel-reality.md D7): "reject" it
-    # (400), "split" it (sensitive production/preview + encrypted development), or
-    # "keep" it as sent.
-    sensitive_mixed_targets: Literal["reject", "split", "keep"] = "reject"
+    # (400), "split" it (sensitive production/preview + encrypted development), "keep"
+    # it as sent, or "promote_all" (sensitive, development included).
+    sensitive_mixed_targets: Literal["reject", "split", "keep", "promote_all"] = "reject"
 
     # -- install redirect (vercel-reality.md A2, A5)
     callback_omit_team_id: bool = False
@@ -141,7 +141,7 @@ class EmulatorConfig:
             "env_all_failed": ("created", "error"),
             "permission_error_style": ("vercel", "descriptive"),
             "sensitive_patch_key": ("reject", "allow"),
-            "sensitive_mixed_targets": ("reject", "split", "keep"),
+            "sensitive_mixed_targets": ("reject", "split", "keep", "promote_all"),
             "projects_pagination": ("timestamp", "token"),
             "webhook_signer": ("current", "previous"),
         }

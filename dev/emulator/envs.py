@@ -18,7 +18,9 @@ Rules reproduced:
   already promotes Production/Preview variables to sensitive silently", Vercel's CLI
   changelog, PR #16041). A plain/encrypted var that also targets development is not
   documented: `sensitive_mixed_targets` rejects it (default), splits it into a
-  sensitive production/preview var plus an encrypted development var, or keeps it;
+  sensitive production/preview var plus an encrypted development var, keeps it as
+  sent, or promotes all of it (a sensitive var that targets development, which Vercel
+  otherwise refuses);
 - a PATCH that names `key` on a sensitive var is refused (`sensitive_patch_key`),
   since Vercel's CLI stopped sending it for sensitive vars (vercel/vercel 4a5be0b);
 - `customEnvironmentIds` must name custom environments of the project;
@@ -68,6 +70,8 @@ class EnvInput:
     git_branch: str | None
     comment: str | None
     custom_environment_ids: list[str]
+    # Set when a team's sensitive policy changed the type: the server's own doing.
+    server_promoted: bool = False
 
 
 def _strings(raw: Any, name: str, allowed: Iterable[str] | None = None) -> list[str]:
@@ -153,7 +157,7 @@ def rule_error(inp: EnvInput, *, creating: bool) -> ApiError | None:
         )
     if not inp.target and not inp.custom_environment_ids:
         return bad_request("An environment variable needs at least one target.", key=inp.key)
-    if inp.type == "sensitive" and "development" in inp.target:
+    if inp.type == "sensitive" and "development" in inp.target and not inp.server_promoted:
         return bad_request(
             "Sensitive environment variables cannot be created for the Development environment.",
             key=inp.key,
@@ -238,10 +242,13 @@ def promote(
     if inp.type not in ("plain", "encrypted") or not set(inp.target) & _PROMOTED:
         return inp, None
     if "development" not in inp.target:
-        inp.type = "sensitive"
+        inp.type, inp.server_promoted = "sensitive", True
         return inp, None
     mode = config.sensitive_mixed_targets
     if mode == "keep":
+        return inp, None
+    if mode == "promote_all":  # the server ignores its own no-sensitive-in-development rule
+        inp.type, inp.server_promoted = "sensitive", True
         return inp, None
     if mode == "reject":
         raise bad_request(
@@ -259,7 +266,7 @@ def promote(
         comment=inp.comment,
         custom_environment_ids=[],
     )
-    inp.type = "sensitive"
+    inp.type, inp.server_promoted = "sensitive", True
     inp.target = [t for t in inp.target if t != "development"]
     return inp, development
 

@@ -134,8 +134,11 @@ def create_envs(ctx: Context, req: Request, id_or_name: str, version: str) -> Re
         failures: list[ApiError] = []
         owner = ctx.store.accounts.get(project.account_id)
         for inp in inputs:
+            made: list[EnvVar] = []
+            mark = len(created)
             try:
                 for part in _stored(ctx, owner, inp):
+                    existed = set(ctx.store.envs)
                     env = create_env(
                         ctx.store,
                         ctx.config,
@@ -146,8 +149,14 @@ def create_envs(ctx: Context, req: Request, id_or_name: str, version: str) -> Re
                         upsert=upsert,
                         may_modify=caller.may_modify_env,
                     )
+                    if env.id not in existed:
+                        made.append(env)
                     created.append(render_env(env))
             except ApiError as error:
+                # A split item is all or nothing: undo the half it created.
+                for env in made:
+                    ctx.store.envs.pop(env.id, None)
+                del created[mark:]
                 if single:
                     raise
                 failures.append(error)

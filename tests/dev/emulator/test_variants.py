@@ -170,6 +170,37 @@ def test_mixed_targets_split_variant(stack: Stack) -> None:
     ]
 
 
+def test_split_item_is_all_or_nothing(stack: Stack) -> None:
+    _, api = _team_install(stack)
+    stack.control(
+        "POST",
+        "/projects/web/env",
+        json={"key": "ALL", "value": "u", "target": ["development"], "owner": "acme"},
+    )
+    _policy(stack, "on")
+    _configure(stack, sensitive_mixed_targets="split")
+    mixed = {"key": "ALL", "value": "a", "type": "plain", "target": ["production", "development"]}
+    answer = _create(api, mixed)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "ENV_CONFLICT"
+    batch = _create(api, [mixed]).json()
+    assert (batch["created"], len(batch["failed"])) == ([], 1)
+    web = next(p for p in stack.state()["projects"] if p["name"] == "web" and p["env"])
+    assert [(e["type"], e["target"]) for e in web["env"]] == [("encrypted", ["development"])]
+
+
+def test_mixed_targets_promote_all_variant(stack: Stack) -> None:
+    _, api = _team_install(stack)
+    _policy(stack, "on")
+    _configure(stack, sensitive_mixed_targets="promote_all")
+    mixed = {"key": "ALL", "value": "a", "type": "plain", "target": ["production", "development"]}
+    created = _create(api, mixed).json()["created"]
+    assert (created["type"], created["target"]) == ("sensitive", ["production", "development"])
+    # A client still may not ask for that itself.
+    own = {**mixed, "key": "MINE", "type": "sensitive"}
+    assert _create(api, own).status_code == 400
+
+
 def test_mixed_targets_keep_variant(stack: Stack) -> None:
     _, api = _team_install(stack)
     _policy(stack, "on")
