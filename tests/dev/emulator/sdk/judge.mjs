@@ -318,7 +318,15 @@ async function main() {
       requestBody: { key: "ONE", value: "x", type: "encrypted", target: ["production"] },
     }),
   );
-  await control("PATCH", "/config", { env_conflict_code: baseline.env_conflict_code });
+  await control("PATCH", "/config", { env_conflict_code: baseline.env_conflict_code, env_conflict_status: 403 });
+  await call("projects.createProjectEnv conflict as 403 (variant)", { status: 403, code: "ENV_CONFLICT" }, () =>
+    vercel.projects.createProjectEnv({
+      idOrName: project,
+      teamId,
+      requestBody: { key: "ONE", value: "x", type: "encrypted", target: ["production"] },
+    }),
+  );
+  await control("PATCH", "/config", { env_conflict_status: baseline.env_conflict_status });
 
   // -- read, edit, delete
   const listed = await call("projects.filterProjectEnvs", "ok", () =>
@@ -425,6 +433,21 @@ async function main() {
   // -- error paths
   await call("projects.getProjects bad token", { status: 401 }, () =>
     sdk("not-a-token").projects.getProjects({ teamId }),
+  );
+  await control("PATCH", "/config", { invalid_token_status: 403 });
+  await call("projects.getProjects bad token as 403 (variant)", { status: 403, code: "forbidden" }, () =>
+    sdk("not-a-token").projects.getProjects({ teamId }),
+  );
+  await control("PATCH", "/config", { invalid_token_status: baseline.invalid_token_status });
+  const personal = await install("dev-user");
+  await call(
+    "projects.getProjects personal account (no teamId)",
+    "ok",
+    () => sdk(personal.token).projects.getProjects({}),
+    (v) => (v.projects?.length === 3 ? "" : `expected the 3 personal projects, got ${v.projects?.length}`),
+  );
+  await call("projects.getProjects team token without teamId (scope error)", { status: 403, code: "forbidden" }, () =>
+    vercel.projects.getProjects({}),
   );
   await call("projects.getProject unknown", { status: 404, code: "not_found" }, () =>
     vercel.projects.getProject({ idOrName: "no-such-project", teamId }),
