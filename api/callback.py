@@ -13,9 +13,8 @@ a completed install into an error page: what it could not finish is left to the 
 
 from urllib.parse import quote
 
-from lib import session
+from lib.app import Services, get_services
 from lib.deadline import Deadline
-from lib.http import HTTPError, Request, Response, endpoint
 from lib.install import (
     STATE_COOKIE,
     InstallError,
@@ -23,14 +22,15 @@ from lib.install import (
     complete_install,
     parse_callback,
 )
-from lib.install_pages import error_page, success_page
-from lib.kv import KVError
+from lib.kv.client import KVError
+from lib.kv.records import Installation, StoreError
 from lib.log import get_logger
-from lib.services import Services, get_services
-from lib.session import SESSION_COOKIE, SESSION_TTL_S
+from lib.provisioning.spec import SpecError
 from lib.settings import SettingsError
-from lib.spec import SpecError
-from lib.store import Installation, StoreError
+from lib.web import session
+from lib.web.pages.install import error_page, success_page
+from lib.web.session import SESSION_COOKIE, SESSION_TTL_S
+from lib.web.wsgi import HTTPError, Request, Response, endpoint
 
 # Vercel keeps the popup open while we work; provisioning beyond this is left to the sweep.
 _BUDGET_S = 25.0

@@ -10,16 +10,17 @@ page that says how to continue, never data.
 import re
 from urllib.parse import quote
 
-from lib.configure_page import NOTICES, render
+from lib.app import Services, get_services
 from lib.deadline import Deadline
-from lib.http import HTTPError, Request, Response, endpoint
-from lib.kv import KVError
-from lib.operations import drift, rotate_secrets, status
-from lib.pages import page
-from lib.services import Services, get_services
-from lib.session import CSRF_FIELD, SESSION_COOKIE, csrf_token, verify, verify_csrf
+from lib.kv.client import KVError
+from lib.provisioning.admin import drift, rotate_secrets
+from lib.provisioning.reports import status
+from lib.provisioning.spec import SpecError
 from lib.settings import SettingsError
-from lib.spec import SpecError
+from lib.web.pages.configure import NOTICES, render
+from lib.web.pages.layout import page
+from lib.web.session import CSRF_FIELD, SESSION_COOKIE, csrf_token, verify, verify_csrf
+from lib.web.wsgi import HTTPError, Request, Response, endpoint
 
 _CFG = re.compile(r"^icfg_[A-Za-z0-9]{1,64}$")
 _BUDGET_S = 25.0

@@ -1,7 +1,7 @@
 """GET /health: configuration sanity and KV reachability, as JSON."""
 
 from lib.health import check
-from lib.http import HTTPError, Request, Response, endpoint
+from lib.web.wsgi import HTTPError, Request, Response, endpoint
 
 
 def _handle(request: Request) -> Response:

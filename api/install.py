@@ -7,14 +7,14 @@ HttpOnly cookie, so a callback carrying it can only complete in the browser that
 
 import re
 
-from lib.http import HTTPError, Request, Response, endpoint
+from lib.app import get_services
 from lib.install import STATE_COOKIE, STATE_TTL_S, InstallError, start_install
-from lib.install_pages import error_page
-from lib.kv import KVError
+from lib.kv.client import KVError
 from lib.log import get_logger
-from lib.services import get_services
+from lib.provisioning.spec import SpecError
 from lib.settings import SettingsError
-from lib.spec import SpecError
+from lib.web.pages.install import error_page
+from lib.web.wsgi import HTTPError, Request, Response, endpoint
 
 _CFG = re.compile(r"icfg_[A-Za-z0-9]{1,64}")
 

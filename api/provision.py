@@ -10,13 +10,14 @@ targets and counts, never a value.
 import re
 from typing import Any
 
+from lib.app import Services, get_services
 from lib.deadline import Deadline
-from lib.http import HTTPError, Request, Response, bearer_matches, endpoint
-from lib.kv import KVError
-from lib.operations import drift, resync, rotate_secrets, status, sweep
-from lib.services import Services, get_services
+from lib.kv.client import KVError
+from lib.provisioning.admin import drift, resync, rotate_secrets, sweep
+from lib.provisioning.reports import status
+from lib.provisioning.spec import SpecError
 from lib.settings import SettingsError
-from lib.spec import SpecError
+from lib.web.wsgi import HTTPError, Request, Response, bearer_matches, endpoint
 
 _CFG = re.compile(r"^icfg_[A-Za-z0-9]{1,64}$")
 _BUDGET_S = 50.0  # under the 60 s maxDuration in vercel.json

@@ -1,12 +1,12 @@
 """POST /webhook: Vercel's signed integration events."""
 
+from lib.app import get_services
 from lib.deadline import Deadline
-from lib.http import HTTPError, Request, Response, endpoint
 from lib.log import get_logger
-from lib.services import get_services
+from lib.provisioning.spec import SpecError
 from lib.settings import SettingsError
-from lib.spec import SpecError
-from lib.webhook import receive
+from lib.web.wsgi import HTTPError, Request, Response, endpoint
+from lib.webhooks.receive import receive
 
 # Vercel aborts a delivery after 30 s; answer well before.
 _BUDGET_S = 22.0

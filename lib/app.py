@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from lib.kv.store import Store, open_store
 from lib.log import set_level
-from lib.provisioning import Provisioner
+from lib.provisioning.reconcile import Provisioner
+from lib.provisioning.spec import Spec, load_spec
 from lib.settings import Settings, get_settings
-from lib.spec import Spec, load_spec
-from lib.store import Store, open_store
 
 __all__ = ["Services", "get_services", "reset_services"]
 
@@ -58,7 +58,7 @@ def get_services() -> Services:
 def reset_services() -> None:
     """Forget everything built (tests and the dev server change the environment)."""
     global _services
-    from lib.kv import reset_kv
+    from lib.kv.client import reset_kv
     from lib.settings import reset_settings
 
     with _lock:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from lib.kv import KVError, get_kv
+from lib.kv.client import KVError, get_kv
 from lib.settings import Settings, SettingsError, get_settings
 
 __all__ = ["check"]

@@ -39,24 +39,25 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from lib.deadline import Deadline
-from lib.kv import KVError
+from lib.kv.client import KVError
+from lib.kv.records import Installation
+from lib.kv.store import Store
 from lib.log import get_logger, register_secret
-from lib.models import IntegrationConfiguration, OAuthToken
+from lib.provisioning.spec import Spec
 from lib.settings import Settings
-from lib.spec import Spec
-from lib.store import Installation, Store
-from lib.vercel import (
+from lib.vercel.client import VercelClient
+from lib.vercel.errors import (
     DeadlineExceeded,
     InvalidClient,
     InvalidCode,
     OAuthError,
     RateLimited,
-    VercelClient,
     VercelError,
     VercelUnavailable,
-    call_timeout,
-    exchange_code,
 )
+from lib.vercel.models import IntegrationConfiguration, OAuthToken
+from lib.vercel.oauth import exchange_code
+from lib.vercel.transport import call_timeout
 
 __all__ = [
     "CODE_TTL_S",

@@ -129,7 +129,7 @@ class E2E:
         return httpx.Client(base_url=self.dev_url, **kwargs)
 
     def services(self) -> Any:
-        from lib.services import get_services
+        from lib.app import get_services
 
         return get_services()
 
@@ -207,7 +207,7 @@ def _e2e_servers(kv_gateway: KVGateway) -> Iterator[E2E]:
 
 @pytest.fixture
 def e2e(_e2e_servers: E2E, kv: KVGateway) -> Iterator[E2E]:
-    from lib.services import reset_services
+    from lib.app import reset_services
 
     _e2e_servers.emulator.reset()
     _e2e_servers.emulator.clear_faults()

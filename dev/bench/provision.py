@@ -44,13 +44,15 @@ from dev.kv_gateway import Backend, RedisBackend
 from dev.kv_gateway import create_app as create_gateway
 from lib.crypto import Keyring
 from lib.deadline import Deadline
-from lib.kv import KV
-from lib.models import EnvSpec
-from lib.provisioning import DEFAULT_CONCURRENCY, Provisioner
+from lib.kv.client import KV
+from lib.kv.records import Installation
+from lib.kv.store import Store
+from lib.provisioning.reconcile import DEFAULT_CONCURRENCY, Provisioner
+from lib.provisioning.spec import Spec, TemplateContext, parse_spec
 from lib.settings import EncryptionKey
-from lib.spec import Spec, TemplateContext, parse_spec
-from lib.store import Installation, Store
-from lib.vercel import VercelClient, exchange_code
+from lib.vercel.client import VercelClient
+from lib.vercel.models import EnvSpec
+from lib.vercel.oauth import exchange_code
 
 __all__ = ["GOALS", "SPEC", "run"]
 

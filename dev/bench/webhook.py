@@ -1,7 +1,7 @@
 """Webhook receiver: how many events one process verifies, parses and dedupes per second,
 and how long a `project.created` takes end to end against a Vercel 40 ms away.
 
-Throughput (`webhook_events_per_s`, goal >= 2,000): `lib.webhook.receive` in one thread
+Throughput (`webhook_events_per_s`, goal >= 2,000): `lib.webhooks.receive.receive` in one thread
 (one core) on fresh, validly signed `project.created` events naming a scope we have no
 installation for, which is the full verify → parse → dedupe path: the lease and the lookup
 in one KV round trip, the "done" mark in a second. The KV is the Upstash-protocol gateway
@@ -64,13 +64,13 @@ def _env(kv_url: str, api_url: str = "http://127.0.0.1:9", redirect: str = "") -
 
 def _services(env: dict[str, str], transport: httpx.BaseTransport) -> Any:
     """Services built by hand around a KV client that reaches the gateway in-process."""
+    from lib.app import Services
     from lib.crypto import Keyring
-    from lib.kv import KV
-    from lib.provisioning import Provisioner
-    from lib.services import Services
+    from lib.kv.client import KV
+    from lib.kv.store import Store
+    from lib.provisioning.reconcile import Provisioner
+    from lib.provisioning.spec import load_spec
     from lib.settings import load_settings
-    from lib.spec import load_spec
-    from lib.store import Store
 
     settings = load_settings(env)
     kv = KV(settings.kv.url, settings.kv.token, transport=transport)
@@ -100,7 +100,7 @@ def _signed(secret: str, kind: str, n: int, event_id: str | None = None) -> tupl
 
 def _rate(services: Any, batch: list[tuple[bytes, str]], expect: str) -> float:
     from lib.deadline import Deadline
-    from lib.webhook import receive
+    from lib.webhooks.receive import receive
 
     started = time.perf_counter()
     for body, signature in batch:
@@ -138,7 +138,7 @@ def _stack() -> Iterator[tuple[Any, str, dict[str, str]]]:
     from dev.devserver import create_app as create_devserver
     from dev.emulator import EmulatorConfig
     from dev.emulator import create_app as create_emulator
-    from lib.services import reset_services
+    from lib.app import reset_services
 
     saved = dict(os.environ)
     gateway = serve.start(create_gateway(_KV_TOKEN, Engine()))

@@ -6,6 +6,11 @@ hang a function until Vercel kills it. Here the SDK's own retries are off, its
 transport gets a bounded timeout, and retries happen in this module only for calls the
 caller declares idempotent. Failures surface as `KVError`s that say whether repeating
 could help, so a webhook can answer 5xx and let Vercel redeliver.
+
+Every round trip is counted per request (`start_counting` / `stop_counting`), so each
+request's log line reports its KV calls. A context variable rather than a global: Fluid
+compute serves concurrent requests on threads of one process, and each must count only
+its own calls (https://vercel.com/docs/fluid-compute).
 """
 
 from __future__ import annotations
@@ -15,13 +20,13 @@ import random
 import threading
 import time
 from collections.abc import Sequence
+from contextvars import ContextVar, Token
 from typing import Any
 
 import httpx
 from upstash_redis import Redis
 from upstash_redis.errors import UpstashError
 
-from lib import kv_metrics
 from lib.settings import Settings
 
 __all__ = [
@@ -32,10 +37,32 @@ __all__ = [
     "get_kv",
     "reset_kv",
     "set_succeeded",
+    "start_counting",
+    "stop_counting",
 ]
 
 Arg = str | int | float
 Command = Sequence[Arg]
+
+_round_trips: ContextVar[list[int] | None] = ContextVar("kv_calls", default=None)
+
+
+def start_counting() -> Token[list[int] | None]:
+    """Count this context's KV round trips from now on (one request)."""
+    return _round_trips.set([0])
+
+
+def stop_counting(token: Token[list[int] | None]) -> int:
+    """Stop counting; the number of round trips since `start_counting`."""
+    box = _round_trips.get()
+    _round_trips.reset(token)
+    return box[0] if box else 0
+
+
+def _count_round_trip() -> None:
+    box = _round_trips.get()
+    if box is not None:
+        box[0] += 1
 
 
 class KVError(Exception):
@@ -116,7 +143,7 @@ class KV:
     def _attempt(self, fn: Any, idempotent: bool) -> Any:
         attempts = 1 + (self._retries if idempotent else 0)
         for attempt in range(attempts):
-            kv_metrics.record()
+            _count_round_trip()
             try:
                 return fn()
             except UpstashError as exc:

@@ -24,67 +24,22 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from typing import Any, Literal, TypeVar
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Any, Literal
 
 from lib.crypto import CryptoError, Keyring
-from lib.kv import KV, get_kv, set_succeeded
+from lib.kv.client import KV, get_kv, set_succeeded
+from lib.kv.records import Installation, ProjectRecord, StoreError, parse_record
 from lib.log import register_secret
 from lib.settings import Settings
 
 __all__ = [
     "EVENT_DONE_TTL_S",
-    "Installation",
-    "ProjectRecord",
     "Store",
-    "StoreError",
     "open_store",
 ]
 
 # Vercel retries a webhook for 24 h; remember a processed event for twice that.
 EVENT_DONE_TTL_S = 48 * 3600
-
-_M = TypeVar("_M", bound=BaseModel)
-
-
-class StoreError(Exception):
-    """A record exists but cannot be read (corrupt JSON, wrong key): never guessed around."""
-
-
-class Installation(BaseModel):
-    """One installation (Vercel "integration configuration") and its access token."""
-
-    model_config = ConfigDict(extra="ignore", defer_build=True)
-
-    configuration_id: str
-    owner_id: str
-    team_id: str | None = None
-    user_id: str
-    sealed_token: str = Field(repr=False)
-    scopes: list[str] = Field(default_factory=list)
-    source: str | None = None
-    project_selection: Literal["all", "selected"] | None = None
-    project_ids: list[str] = Field(default_factory=list)
-    status: Literal["active", "paused", "broken"] = "active"
-    status_reason: str | None = None
-    created_at: float = Field(default_factory=time.time)
-    updated_at: float = Field(default_factory=time.time)
-
-
-class ProjectRecord(BaseModel):
-    """What we last wrote to one project, so a rerun can tell drift from no-op."""
-
-    model_config = ConfigDict(extra="ignore", defer_build=True)
-
-    project_id: str
-    name: str | None = None
-    # slot ("<key>|<branch>|<n>", see spec.DesiredVar) -> {"id": Vercel env id, "fp": keyed
-    # fingerprint of the value we wrote}; entries may also carry "hidden" (targets a var we
-    # cannot list holds) and "seen" (when that was learnt), see provisioning.HIDDEN_RECHECK_S.
-    env: dict[str, dict[str, str]] = Field(default_factory=dict)
-    removed_at: float | None = None
-    updated_at: float = Field(default_factory=time.time)
 
 
 class Store:
@@ -124,7 +79,7 @@ class Store:
     @staticmethod
     def parse_installation(raw: str, configuration_id: str) -> Installation:
         """An installation record read by a caller's own pipeline."""
-        return _parse(Installation, raw, configuration_id)
+        return parse_record(Installation, raw, configuration_id)
 
     def load(
         self, configuration_id: str
@@ -140,9 +95,11 @@ class Store:
         )
         if raw_inst is None:
             return None, {}, {}
-        inst = _parse(Installation, raw_inst, configuration_id)
+        inst = parse_record(Installation, raw_inst, configuration_id)
         secrets = self._open_secrets(configuration_id, raw_secrets)
-        projects = {pid: _parse(ProjectRecord, v, pid) for pid, v in _pairs(raw_projects).items()}
+        projects = {
+            pid: parse_record(ProjectRecord, v, pid) for pid, v in _pairs(raw_projects).items()
+        }
         return inst, secrets, projects
 
     def installation_commands(self, installation: Installation) -> list[list[str | int | float]]:
@@ -253,7 +210,7 @@ class Store:
 
     def get_projects(self, configuration_id: str) -> dict[str, ProjectRecord]:
         raw = self.kv.call("HGETALL", self.key("projects", configuration_id), idempotent=True)
-        return {pid: _parse(ProjectRecord, value, pid) for pid, value in _pairs(raw).items()}
+        return {pid: parse_record(ProjectRecord, value, pid) for pid, value in _pairs(raw).items()}
 
     def put_project(self, configuration_id: str, record: ProjectRecord) -> None:
         self.kv.call(
@@ -329,13 +286,6 @@ def _pairs(raw: Any) -> dict[str, str]:
     if isinstance(raw, dict):
         return {str(k): str(v) for k, v in raw.items()}
     return {str(raw[i]): str(raw[i + 1]) for i in range(0, len(raw) - 1, 2)}
-
-
-def _parse(model: type[_M], raw: str, ident: str) -> _M:
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError:
-        raise StoreError(f"stored {model.__name__} for {ident!r} is unreadable") from None
 
 
 def open_store(settings: Settings) -> Store:

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from lib.concurrency import fan_out
 from lib.deadline import Deadline
-from lib.models import Project
-from lib.provisioning import InstallationReport, Provisioner
-from lib.store import Installation
-from lib.vercel import VercelError
+from lib.kv.records import Installation
+from lib.provisioning.fanout import fan_out
+from lib.provisioning.reconcile import Provisioner
+from lib.provisioning.reports import InstallationReport
+from lib.vercel.errors import VercelError
+from lib.vercel.models import Project
 
-__all__ = ["drift", "resync", "rotate_secrets", "status", "sweep"]
+__all__ = ["drift", "resync", "rotate_secrets", "sweep"]
 
 # Stop starting new installations with less than this left.
 _MIN_INSTALL_BUDGET_S = 2.0
@@ -60,24 +61,6 @@ def rotate_secrets(
         raise ValueError(f"unknown secret(s): {', '.join(unknown)}")
     provisioner.store.set_secrets(configuration_id, provisioner.spec.mint_secrets(names))
     return provisioner.reconcile(configuration_id, deadline)
-
-
-def status(installation: Installation, pending: bool) -> dict[str, Any]:
-    """What an operator (or the installing user) may see of an installation: no token."""
-    return {
-        "configurationId": installation.configuration_id,
-        "ownerId": installation.owner_id,
-        "teamId": installation.team_id,
-        "scopes": installation.scopes,
-        "projectSelection": installation.project_selection,
-        "projectIds": installation.project_ids,
-        "status": installation.status,
-        "statusReason": installation.status_reason,
-        "source": installation.source,
-        "createdAt": installation.created_at,
-        "updatedAt": installation.updated_at,
-        "pending": pending,
-    }
 
 
 def drift(

@@ -19,8 +19,8 @@ import hmac
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from lib.models import EnvPatch, EnvSpec, EnvVar
-from lib.spec import DesiredVar
+from lib.provisioning.spec import DesiredVar
+from lib.vercel.models import EnvPatch, EnvSpec, EnvVar
 
 __all__ = ["Clash", "Plan", "Update", "fingerprint", "plan"]
 

@@ -21,28 +21,29 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from lib.concurrency import fan_out
 from lib.deadline import Deadline
-from lib.env_plan import Clash, Plan, fingerprint, plan
-from lib.kv import KVError
+from lib.kv.client import KVError
+from lib.kv.records import Installation, ProjectRecord
+from lib.kv.store import Store
 from lib.log import get_logger
-from lib.models import EnvCreateResult, EnvSpec, EnvVar, Project
-from lib.spec import DesiredVar, Spec, TemplateContext
-from lib.store import Installation, ProjectRecord, Store
-from lib.vercel import (
+from lib.provisioning.fanout import fan_out
+from lib.provisioning.plan import Clash, Plan, fingerprint, plan
+from lib.provisioning.reports import InstallationReport, Outcome, ProjectReport
+from lib.provisioning.spec import DesiredVar, Spec, TemplateContext
+from lib.vercel.client import VercelClient
+from lib.vercel.errors import (
     ConfigurationDisabled,
     EnvConflict,
     Forbidden,
     MissingScope,
     NotFound,
     Unauthorized,
-    VercelClient,
     VercelError,
-    call_timeout,
 )
+from lib.vercel.models import EnvCreateResult, EnvSpec, EnvVar, Project
+from lib.vercel.transport import call_timeout
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -63,46 +64,6 @@ _MAX_ROUNDS = 3
 HIDDEN_RECHECK_S = 24 * 3600.0
 
 log = get_logger("provisioning")
-
-Outcome = Literal["done", "partial", "paused", "broken", "blocked", "unknown"]
-
-
-@dataclass
-class ProjectReport:
-    """What one project reconcile did. Keys and targets only, never values."""
-
-    project_id: str
-    name: str | None = None
-    created: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    deleted: int = 0
-    unchanged: int = 0
-    adopted: list[str] = field(default_factory=list)
-    conflicts: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    complete: bool = False
-    writes: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class InstallationReport:
-    configuration_id: str
-    outcome: Outcome = "done"
-    reason: str | None = None
-    projects: list[ProjectReport] = field(default_factory=list)
-    pending: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "configurationId": self.configuration_id,
-            "outcome": self.outcome,
-            "reason": self.reason,
-            "pending": self.pending,
-            "projects": [p.as_dict() for p in self.projects],
-        }
 
 
 class _Stop(Exception):

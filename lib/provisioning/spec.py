@@ -310,7 +310,7 @@ def load_spec(path: str | Path, env: Mapping[str, str] | None = None) -> Spec:
     """Load and validate the spec at `path` (relative paths resolve from the project root)."""
     file = Path(path)
     if not file.is_absolute():
-        file = Path(__file__).resolve().parent.parent / file
+        file = Path(__file__).resolve().parents[2] / file
     try:
         mtime = file.stat().st_mtime
     except OSError:

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs
 from wsgiref.types import StartResponse, WSGIEnvironment
 
-from lib import kv_metrics
+from lib.kv.client import start_counting, stop_counting
 from lib.log import configure as configure_logging
 from lib.log import get_logger
 
@@ -232,7 +232,7 @@ def endpoint(
         configure_logging()
         started = time.perf_counter()
         request = Request(environ)
-        counter = kv_metrics.start()
+        counter = start_counting()
         try:
             response = handler(request)
         except HTTPError as exc:
@@ -242,7 +242,7 @@ def endpoint(
             log.exception("unhandled error", extra={"function": name})
             response = _error_response(request, 500, "Internal error.")
         finally:
-            kv_calls = kv_metrics.stop(counter)
+            kv_calls = stop_counting(counter)
         log.info(
             "request",
             extra={

@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from lib.deadline import Deadline
-from lib.models import IntegrationConfiguration, Project
-from lib.provisioning import InstallationReport
-from lib.store import Installation, ProjectRecord
-from lib.vercel import NotFound, VercelError
+from lib.kv.records import Installation, ProjectRecord
+from lib.provisioning.reports import InstallationReport
+from lib.vercel.errors import NotFound, VercelError
+from lib.vercel.models import IntegrationConfiguration, Project
 
 if TYPE_CHECKING:
-    from lib.services import Services
+    from lib.app import Services
 
 __all__ = ["HANDLERS", "Event", "Handler", "Outcome", "Target"]
 

@@ -25,13 +25,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from lib.app import Services
 from lib.crypto import verify_hmac_sha1
 from lib.deadline import Deadline
-from lib.events import HANDLERS, Event, Outcome, Target
-from lib.kv import KVError
+from lib.kv.client import KVError
+from lib.kv.store import EVENT_DONE_TTL_S
 from lib.log import get_logger
-from lib.services import Services
-from lib.store import EVENT_DONE_TTL_S
+from lib.webhooks.handlers import HANDLERS, Event, Outcome, Target
 
 __all__ = ["Envelope", "Reply", "normalize_type", "receive"]
 

@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 
 from lib.crypto import CryptoError, Keyring
 from lib.install import CODE_TTL_S, STATE_COOKIE, STATE_TTL_S
+from lib.kv.records import Installation
+from lib.kv.store import Store
 from lib.settings import EncryptionKey
-from lib.store import Installation, Store
 
 OAUTH = "POST /v2/oauth/access_token"
 PREFIX = "vi:"
@@ -817,7 +818,7 @@ def test_wrong_client_secret_is_a_misconfiguration(
     """Our credentials wrong: 500, a page that says the integration is misconfigured,
     an error line for the operator, and nothing kept (the state goes back, so once the
     operator fixes the secret the same link completes)."""
-    from lib.services import reset_services
+    from lib.app import reset_services
 
     w = world(e2e)
     callback_url = browser.authorize(w.user, start=browser.start())
@@ -855,7 +856,7 @@ def test_vercel_down_asks_to_retry(
     not answer (or asked us to wait); both say to retry, with Retry-After. Nothing is
     kept, so the advice is true: reloading the same link once Vercel is back completes
     the install. Our exchange budget is cut to 1 s for the timeout case."""
-    from lib.services import reset_services
+    from lib.app import reset_services
 
     monkeypatch.setenv("VERCEL_TIMEOUT_SECONDS", "1")
     reset_services()
@@ -896,7 +897,7 @@ def test_storage_failing_after_the_exchange_leaves_nothing(
 ) -> None:
     """The closing transaction fails: the code is spent at Vercel, but our claim on it
     and the state are given back, so a reload says "start again", not "still busy"."""
-    from lib.kv import KVUnavailable
+    from lib.kv.client import KVUnavailable
 
     w = world(e2e)
     callback_url = browser.authorize(w.user, start=browser.start())

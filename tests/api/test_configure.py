@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from lib.crypto import Keyring, sign_token
-from lib.session import SESSION_COOKIE, SESSION_TTL_S
 from lib.settings import EncryptionKey
+from lib.web.session import SESSION_COOKIE, SESSION_TTL_S
 
 TEAM = "acme"
 TEAM_NAME = "Acme Inc"

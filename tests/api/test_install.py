@@ -178,7 +178,7 @@ def test_storage_down_is_a_503_page(e2e: Any) -> None:
 def test_missing_slug_is_a_logged_misconfiguration(
     e2e: Any, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    from lib.services import reset_services
+    from lib.app import reset_services
 
     monkeypatch.delenv("INTEGRATION_SLUG")
     reset_services()

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from lib.app import reset_services
 from lib.deadline import Deadline
-from lib.services import reset_services
 from tests.conftest import E2E, E2E_ADMIN_TOKEN, E2E_CRON_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]

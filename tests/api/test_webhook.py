@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 
 import api.webhook
 from dev.emulator import sign
-from lib.events import HANDLERS
-from lib.http import MAX_BODY_BYTES
-from lib.services import reset_services
-from lib.spec import TemplateContext
+from lib.app import reset_services
+from lib.provisioning.spec import TemplateContext
+from lib.web.wsgi import MAX_BODY_BYTES
+from lib.webhooks.handlers import HANDLERS
 from tests.conftest import E2E, E2E_CLIENT_SECRET
 
 SCOPES = ["dev-user", "acme"]  # a personal account and a team

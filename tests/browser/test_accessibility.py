@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from lib import session
+from lib.web import session
 from tests.browser.support import axe_violations, shoot
 
 SCHEMES = ("light", "dark")

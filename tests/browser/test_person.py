@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lib.session import SESSION_COOKIE, SESSION_TTL_S
+from lib.web.session import SESSION_COOKIE, SESSION_TTL_S
 from tests.browser.support import choose_projects, choose_scope, shoot, watched
 
 

@@ -30,7 +30,7 @@ import httpx
 import pytest
 
 from dev.stack import ROOT
-from lib.spec import TARGETS, load_spec
+from lib.provisioning.spec import TARGETS, load_spec
 
 PUBLIC = ROOT / "public"
 PAGES = sorted(PUBLIC.glob("*.html"))

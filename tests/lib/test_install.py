@@ -31,10 +31,11 @@ from lib.install import (
     safe_next,
     start_install,
 )
-from lib.kv import KV, KVUnavailable
+from lib.kv.client import KV, KVUnavailable
+from lib.kv.records import Installation
+from lib.kv.store import Store
+from lib.provisioning.spec import Spec, load_spec
 from lib.settings import Settings, load_settings
-from lib.spec import Spec, load_spec
-from lib.store import Installation, Store
 
 DASHBOARD = "https://vercel.com"
 

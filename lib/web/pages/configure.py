@@ -14,9 +14,9 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from lib.pages import page, safe
-from lib.session import CSRF_FIELD
-from lib.spec import TARGETS, EnvEntry
+from lib.provisioning.spec import TARGETS, EnvEntry
+from lib.web.pages.layout import page, safe
+from lib.web.session import CSRF_FIELD
 
 __all__ = ["NOTICES", "PRODUCT", "render"]
 

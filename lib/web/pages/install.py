@@ -3,10 +3,10 @@ what happened and what to do next. Never a token, never a stack trace."""
 
 from __future__ import annotations
 
-from lib.http import Response
 from lib.install import InstallError, InstallResult
-from lib.pages import Link, page
 from lib.settings import Settings
+from lib.web.pages.layout import Link, page
+from lib.web.wsgi import Response
 
 __all__ = ["error_page", "success_page"]
 

@@ -5,8 +5,14 @@ import time
 import httpx
 import pytest
 
-from lib import kv_metrics
-from lib.kv import KV, KVCommandError, KVUnavailable, set_succeeded
+from lib.kv.client import (
+    KV,
+    KVCommandError,
+    KVUnavailable,
+    set_succeeded,
+    start_counting,
+    stop_counting,
+)
 
 
 def make(kv, **kwargs) -> KV:
@@ -95,10 +101,10 @@ def test_unreachable_store_is_unavailable_quickly() -> None:
 
 def test_calls_are_counted_per_context(kv) -> None:
     client = make(kv)
-    token = kv_metrics.start()
+    token = start_counting()
     client.call("SET", "a", "1")
     client.pipeline([["GET", "a"], ["GET", "a"]])
-    assert kv_metrics.stop(token) == 2
+    assert stop_counting(token) == 2
 
 
 def test_transport_injection_runs_in_process() -> None:

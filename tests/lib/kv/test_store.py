@@ -6,9 +6,10 @@ import threading
 import pytest
 
 from lib.crypto import CryptoError, Keyring
-from lib.kv import KV
+from lib.kv.client import KV
+from lib.kv.records import Installation, ProjectRecord, StoreError
+from lib.kv.store import Store
 from lib.settings import EncryptionKey
-from lib.store import Installation, ProjectRecord, Store, StoreError
 
 KEY = EncryptionKey(key_id="k1", key=bytes(range(32)))
 OTHER = EncryptionKey(key_id="k2", key=bytes(range(1, 33)))

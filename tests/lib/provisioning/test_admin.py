@@ -9,9 +9,10 @@ from __future__ import annotations
 import time
 
 from lib.deadline import Deadline
-from lib.operations import drift, resync, status, sweep
+from lib.provisioning.admin import drift, resync, sweep
+from lib.provisioning.reports import status
 from tests.conftest import E2E
-from tests.lib.test_provisioning import (
+from tests.lib.provisioning.test_reconcile import (
     HIDDEN_RECHECK_S,
     SCOPE_TEAM,
     SCOPE_USER,

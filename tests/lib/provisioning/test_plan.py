@@ -1,6 +1,6 @@
-from lib.env_plan import fingerprint, plan
-from lib.models import EnvVar
-from lib.spec import DesiredVar
+from lib.provisioning.plan import fingerprint, plan
+from lib.provisioning.spec import DesiredVar
+from lib.vercel.models import EnvVar
 
 CFG = "icfg_ours"
 FPK = b"k" * 32

@@ -21,13 +21,14 @@ import pytest
 
 from lib.deadline import Deadline
 from lib.install import complete_install, parse_callback
-from lib.kv import KVError
-from lib.models import Project
-from lib.operations import rotate_secrets, sweep
-from lib.provisioning import HIDDEN_RECHECK_S, Provisioner
-from lib.spec import Spec, TemplateContext, parse_spec
-from lib.store import Installation
-from lib.vercel import RetryPolicy, VercelClient
+from lib.kv.client import KVError
+from lib.kv.records import Installation
+from lib.provisioning.admin import rotate_secrets, sweep
+from lib.provisioning.reconcile import HIDDEN_RECHECK_S, Provisioner
+from lib.provisioning.spec import Spec, TemplateContext, parse_spec
+from lib.vercel.client import VercelClient
+from lib.vercel.models import Project
+from lib.vercel.transport import RetryPolicy
 from tests.conftest import E2E
 
 SCOPE_USER = "dev-user"  # 3 projects in the seeded world

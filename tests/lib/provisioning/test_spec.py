@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from lib.spec import SpecError, TemplateContext, load_spec, parse_spec
+from lib.provisioning.spec import SpecError, TemplateContext, load_spec, parse_spec
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def parse(text_env: list[dict], secrets: dict | None = None, env: dict | None = None):

@@ -19,10 +19,10 @@ import pytest
 from openapi_schema_validator import OAS30Validator
 
 from dev.openapi import document, inline_refs
-from lib import vercel
 from lib.deadline import Deadline
-from lib.models import EnvPatch, EnvSpec
-from lib.vercel import (
+from lib.vercel import transport
+from lib.vercel.client import VercelClient
+from lib.vercel.errors import (
     BadRequest,
     ConfigurationDisabled,
     Conflict,
@@ -36,15 +36,15 @@ from lib.vercel import (
     OAuthError,
     PaymentRequired,
     RateLimited,
-    RetryPolicy,
     ServerError,
     Unauthorized,
     UnexpectedResponse,
-    VercelClient,
     VercelError,
     VercelUnavailable,
-    exchange_code,
 )
+from lib.vercel.models import EnvPatch, EnvSpec
+from lib.vercel.oauth import exchange_code
+from lib.vercel.transport import RetryPolicy
 
 TOKEN = "vca_TOPSECRET_token_0123456789"
 CLIENT_SECRET = "oac_secret_DO_NOT_LEAK_42"
@@ -254,8 +254,8 @@ def test_ids_and_names_cannot_change_the_path(fake: FakeTime) -> None:
 
 
 def test_shared_http_client_holds_no_token(fake: FakeTime) -> None:
-    shared = vercel._shared.get()
-    assert shared is vercel._shared.get()
+    shared = transport._shared.get()
+    assert shared is transport._shared.get()
     assert "authorization" not in shared.headers
     client = VercelClient(TOKEN, team_id=None, base_url=BASE, deadline=fake.deadline(1))
     assert TOKEN not in repr(client)
@@ -1060,7 +1060,7 @@ def test_the_contract_validator_does_reject_bad_bodies(
 
 
 def test_call_timeout_follows_the_operator_setting() -> None:
-    timeout = vercel.call_timeout(4.0)
+    timeout = transport.call_timeout(4.0)
     assert (timeout.read, timeout.write, timeout.connect, timeout.pool) == (4.0, 4.0, 3.0, 3.0)
-    short = vercel.call_timeout(1.0)
+    short = transport.call_timeout(1.0)
     assert (short.read, short.connect) == (1.0, 1.0)

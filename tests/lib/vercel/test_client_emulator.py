@@ -21,8 +21,8 @@ import pytest
 from dev.emulator import Emulator, EmulatorConfig, create_app
 from dev.serve import RunningServer, start
 from lib.deadline import Deadline
-from lib.models import EnvPatch, EnvSpec, OAuthToken
-from lib.vercel import (
+from lib.vercel.client import VercelClient
+from lib.vercel.errors import (
     ConfigurationDisabled,
     DeadlineExceeded,
     EnvConflict,
@@ -32,13 +32,13 @@ from lib.vercel import (
     MissingScope,
     NotFound,
     RateLimited,
-    RetryPolicy,
     ServerError,
     Unauthorized,
-    VercelClient,
     VercelUnavailable,
-    exchange_code,
 )
+from lib.vercel.models import EnvPatch, EnvSpec, OAuthToken
+from lib.vercel.oauth import exchange_code
+from lib.vercel.transport import RetryPolicy
 
 REDIRECT_URI = "http://127.0.0.1:9/callback"  # never visited: codes come from the control API
 CONTROL_TIMEOUT = httpx.Timeout(10.0)

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from lib.models import (
+from lib.vercel.models import (
     EnvCreateResult,
     EnvList,
     EnvPatch,

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lib.crypto import Keyring, sign_token
-from lib.session import SESSION_TTL_S, csrf_token, issue, verify, verify_csrf
 from lib.settings import EncryptionKey
+from lib.web.session import SESSION_TTL_S, csrf_token, issue, verify, verify_csrf
 
 RING = Keyring(EncryptionKey(key_id="k1", key=bytes(range(32))))
 OTHER_RING = Keyring(EncryptionKey(key_id="k2", key=bytes(range(1, 33))))

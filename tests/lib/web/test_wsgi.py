@@ -5,7 +5,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from lib.http import MAX_BODY_BYTES, HTTPError, Request, Response, endpoint
+from lib.web.wsgi import MAX_BODY_BYTES, HTTPError, Request, Response, endpoint
 
 
 def client_for(handler: Callable[[Request], Response]) -> httpx.Client:

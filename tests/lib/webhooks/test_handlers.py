@@ -9,23 +9,24 @@ from typing import Any, cast
 
 import pytest
 
-from lib import events
+from lib.app import Services
 from lib.crypto import Keyring
 from lib.deadline import Deadline
-from lib.events import Event, Target
-from lib.kv import KV
-from lib.models import IntegrationConfiguration, Project
-from lib.provisioning import InstallationReport
-from lib.services import Services
+from lib.kv.client import KV
+from lib.kv.records import Installation, ProjectRecord
+from lib.kv.store import Store
+from lib.provisioning.reports import InstallationReport
 from lib.settings import EncryptionKey
-from lib.store import Installation, ProjectRecord, Store
-from lib.vercel import (
+from lib.vercel.errors import (
     ConfigurationDisabled,
     NotFound,
     ServerError,
     Unauthorized,
     VercelError,
 )
+from lib.vercel.models import IntegrationConfiguration, Project
+from lib.webhooks import handlers as events
+from lib.webhooks.handlers import Event, Target
 
 KEY = EncryptionKey(key_id="k1", key=bytes(range(32)))
 T0 = 1_700_000_000_000  # an event's createdAt, epoch ms

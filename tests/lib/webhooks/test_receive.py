@@ -17,14 +17,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from lib.app import Services
 from lib.crypto import Keyring, hmac_sha1_hex
 from lib.deadline import Deadline
-from lib.events import HANDLERS, Event, Outcome, Target
-from lib.kv import KV
-from lib.services import Services
+from lib.kv.client import KV
+from lib.kv.records import Installation, ProjectRecord
+from lib.kv.store import Store
 from lib.settings import EncryptionKey
-from lib.store import Installation, ProjectRecord, Store
-from lib.webhook import Envelope, Reply, normalize_type, receive
+from lib.webhooks.handlers import HANDLERS, Event, Outcome, Target
+from lib.webhooks.receive import Envelope, Reply, normalize_type, receive
 
 SECRET = "unit-client-secret"
 KEY = EncryptionKey(key_id="k1", key=bytes(range(32)))

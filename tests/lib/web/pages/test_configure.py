@@ -1,7 +1,7 @@
 from typing import Any
 
-from lib.configure_page import NOTICES, render
-from lib.spec import EnvEntry
+from lib.provisioning.spec import EnvEntry
+from lib.web.pages.configure import NOTICES, render
 
 ENTRIES = (
     EnvEntry(

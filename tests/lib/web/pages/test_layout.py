@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from lib.install import InstallError, InstallResult
-from lib.install_pages import error_page, success_page
-from lib.pages import page, safe
 from lib.settings import Settings, load_settings
+from lib.web.pages.install import error_page, success_page
+from lib.web.pages.layout import page, safe
 
 MARKUP = '"><script>alert(1)</script><img src=x onerror=alert(1)>'
 
