@@ -267,6 +267,7 @@ def functions(
     finally:
         fns.close()
     for name, text in logs.items():
+        assert text.strip(), f"{name}: no log captured, so none could be checked"
         for secret in secret_values(fns.settings):
             assert secret not in text, f"{name} logged a secret"
 
