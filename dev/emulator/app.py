@@ -19,6 +19,7 @@ from dev.emulator import (
     dashboard,
     install,
     oauth,
+    oidc,
     rest_configurations,
     rest_env,
     rest_projects,
@@ -32,15 +33,17 @@ from dev.emulator.errors import ApiError, not_found
 from dev.emulator.faults import FaultRule
 from dev.emulator.ids import digest
 from dev.emulator.limits import BucketRule
-from dev.emulator.models import ProjectSelection
+from dev.emulator.models import TEAM_ROLES, Account, ProjectSelection
 from dev.emulator.routing import Match, MethodNotAllowed, Router
+from dev.emulator.state import Store
 from dev.emulator.webhooks import Delivery
 from dev.emulator.wsgi import Disconnect, Request, Response, StartResponse, abort_connection
 
 __all__ = ["Emulator", "create_app"]
 
 log = logging.getLogger("dev.emulator")
-_API_PATH = re.compile(r"^/v\d+/")
+# The REST API, and Sign in with Vercel's token endpoints (api.vercel.com/login/oauth/...).
+_API_PATH = re.compile(r"^/(v\d+|login/oauth)/")
 DEFAULT_DEPLOYMENT_EVENTS = ("deployment.created", "deployment.ready", "deployment.succeeded")
 
 
@@ -59,6 +62,7 @@ class Emulator:
         self._pages = Router()
         install.register(self._pages, self._ctx, self._actions)
         dashboard.register(self._pages, self._ctx, self._actions)
+        oidc.register(self._pages, self._api, self._ctx)
         self._control = Router()
         control.register(self._control, self)
 
@@ -190,6 +194,57 @@ class Emulator:
 
     def create_team(self, slug: str, name: str | None = None) -> dict[str, Any]:
         return self._actions.create_team(slug, name).to_json()
+
+    def signed_in_user(self) -> dict[str, Any]:
+        with self._ctx.store.lock:
+            return _person(self._ctx.store.user, self._ctx.store)
+
+    def sign_in(self, username: str) -> dict[str, Any]:
+        """Who is signed in on the emulator's pages (install, consent, dashboard)."""
+        store = self._ctx.store
+        with store.lock:
+            try:
+                user = store.sign_in(username)
+            except ValueError as exc:
+                raise ActionError(404, str(exc)) from None
+            return _person(user, store)
+
+    def rotate_signing_key(self, *, retain_previous: bool = False) -> dict[str, Any]:
+        """A new Sign in with Vercel signing key; later ID tokens carry its `kid`."""
+        kid = self._ctx.keys.rotate(retain_previous=retain_previous)
+        return {"kid": kid, "kids": self._ctx.keys.kids()}
+
+    def create_user(
+        self, username: str, name: str | None = None, email: str | None = None
+    ) -> dict[str, Any]:
+        store = self._ctx.store
+        with store.lock:
+            try:
+                user = store.add_user(username, name, email)
+            except ValueError as exc:
+                raise ActionError(400, str(exc)) from None
+            return _person(user, store)
+
+    def set_team_member(self, team: str, user: str, role: str | None) -> dict[str, Any]:
+        """Add `user` to `team` with `role` (Vercel's team roles), or remove them (None)."""
+        store = self._ctx.store
+        with store.lock:
+            account = store.account(team)
+            person = store.find_user(user)
+            if account is None or account.kind != "team":
+                raise ActionError(404, f"no team {team!r}")
+            if person is None:
+                raise ActionError(404, f"no user {user!r}")
+            if role is not None and role not in TEAM_ROLES:
+                raise ActionError(400, f"role must be one of {', '.join(TEAM_ROLES)}")
+            store.set_member(account.id, person.id, role)
+            return {
+                "team": account.slug,
+                "members": [
+                    {"id": u.id, "username": u.slug, "role": r}
+                    for u, r in store.members_of(account.id)
+                ],
+            }
 
     def set_team(
         self, team: str, *, policy: str | None = None, name: str | None = None
@@ -421,6 +476,16 @@ def _bucket_rule(raw: BucketRule | dict[str, Any]) -> BucketRule:
         capacity=int(raw.get("capacity", 60)),
         window_s=float(raw.get("windowS", raw.get("window_s", 60.0))),
     )
+
+
+def _person(user: Account, store: Store) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "username": user.slug,
+        "name": user.name,
+        "email": user.email,
+        "teams": [t.slug for t in store.teams_of(user.id)],
+    }
 
 
 def create_app(config: EmulatorConfig | None = None) -> Emulator:

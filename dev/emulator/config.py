@@ -14,6 +14,9 @@ from dataclasses import InitVar, dataclass, field, fields, replace
 from typing import Any, Literal
 
 __all__ = [
+    "DEFAULT_APP_CLIENT_ID",
+    "DEFAULT_APP_CLIENT_SECRET",
+    "DEFAULT_APP_SCOPES",
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
     "DEFAULT_SCOPES",
@@ -38,7 +41,18 @@ DEFAULT_SCOPES: tuple[str, ...] = (
     "read:project",
     "read-write:project-env-vars",
     "read-write:integration-configuration",
+    # Team read: "Accesses team details for the account. Includes listing team members"
+    # (https://vercel.com/docs/integrations/install-an-integration/manage-integrations-reference);
+    # the configuration page checks that a signed-in visitor belongs to the owning team.
+    "read:team",
 )
+# The Vercel App behind Sign in with Vercel: its own client, not the integration's `oac_`
+# one. Vercel's App ids look like "cl_be6c3c8b9f340d4a20feefab2862a49a" (the `aud` of the
+# ID token example, https://vercel.com/docs/sign-in-with-vercel/tokens).
+DEFAULT_APP_CLIENT_ID = "cl_devapp00000000000000000000000"
+DEFAULT_APP_CLIENT_SECRET = "dev-app-client-secret-change-me"  # noqa: S105 - a public dev default
+# The scopes an App can be given (https://vercel.com/docs/sign-in-with-vercel/authorization-server-api).
+DEFAULT_APP_SCOPES: tuple[str, ...] = ("openid", "email", "profile", "offline_access")
 
 
 @dataclass
@@ -64,6 +78,19 @@ class EmulatorConfig:
     public_url: str = "http://127.0.0.1:4000"
     scopes: tuple[str, ...] = DEFAULT_SCOPES
     seed: bool = True
+
+    # -- Sign in with Vercel: the Vercel App registered with the emulated provider (oidc.py)
+    app_client_id: str = DEFAULT_APP_CLIENT_ID
+    app_client_secret: str = field(default=DEFAULT_APP_CLIENT_SECRET, repr=False)
+    app_name: str = "My Integration"
+    # The App's "Authorization Callback URLs": redirect_uri must be one of them, exactly.
+    app_redirect_uris: tuple[str, ...] = ("http://127.0.0.1:3000/auth/callback",)
+    # The scopes configured on the App; a request's others are filtered out.
+    app_scopes: tuple[str, ...] = DEFAULT_APP_SCOPES
+    signin_code_ttl_s: float = 10 * 60
+    # "Access tokens are valid for 1 hour" (https://vercel.com/docs/sign-in-with-vercel/tokens).
+    signin_token_ttl_s: float = 60 * 60
+    id_token_ttl_s: float = 60 * 60
 
     # -- time
     # Multiplies webhook retry delays only (tests use e.g. 0.001); timeouts are not scaled.
@@ -165,7 +192,13 @@ class EmulatorConfig:
         if self.webhook_concurrency < 1:
             raise ValueError("webhook_concurrency must be >= 1")
         self.public_url = self.public_url.rstrip("/")
-        self.scopes = tuple(self.scopes)
+        self.scopes = tuple(dict.fromkeys(self.scopes))
+        self.app_redirect_uris = tuple(self.app_redirect_uris)
+        self.app_scopes = tuple(self.app_scopes)
+        if not self.app_client_id or not self.app_client_secret:
+            raise ValueError("app_client_id and app_client_secret must be set")
+        if min(self.signin_code_ttl_s, self.signin_token_ttl_s, self.id_token_ttl_s) <= 0:
+            raise ValueError("Sign in with Vercel lifetimes must be > 0")
 
     def updated(self, **changes: Any) -> EmulatorConfig:
         """A copy with `changes` applied (unknown names raise TypeError)."""
@@ -177,5 +210,5 @@ class EmulatorConfig:
 
     def public(self) -> dict[str, Any]:
         """The settings as JSON, without the client secrets or the clock."""
-        hidden = {"client_secret", "previous_client_secret", "clock"}
+        hidden = {"client_secret", "previous_client_secret", "app_client_secret", "clock"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}

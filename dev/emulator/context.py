@@ -7,6 +7,7 @@ from dev.emulator.clock import Clock
 from dev.emulator.config import EmulatorConfig
 from dev.emulator.faults import FaultInjector
 from dev.emulator.limits import RateLimiter
+from dev.emulator.signing import SigningKeys
 from dev.emulator.state import Store
 from dev.emulator.webhooks import WebhookSender
 
@@ -22,6 +23,8 @@ class Context:
         self.faults = FaultInjector()
         self.limits = RateLimiter(self.clock)
         self.calls = CallLog()
+        # Sign in with Vercel's key: made once, kept across resets, rotated on request.
+        self.keys = SigningKeys()
         self.store.reset(seed=config.seed)
 
     def dashboard_url(self) -> str:

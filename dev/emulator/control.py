@@ -10,6 +10,13 @@ Beyond the world and the knobs, `PATCH /_emulator/config` selects Vercel's varia
 settings: `{"sensitiveEnvironmentVariablePolicy": "on"}` makes the server promote
 production/preview vars to sensitive (envs.py). `POST /_emulator/projects/{project}/
 custom-environments` `{"slug", "owner"?, "description"?}` adds a custom environment.
+
+People: `PUT /_emulator/signed-in-user` `{"username": "outsider"}` chooses who is signed in
+on the emulator's pages (install, Sign in with Vercel consent, dashboard), `GET` says who
+is; `POST /_emulator/users` `{"username", "name"?, "email"?}` adds a person and
+`PUT|DELETE /_emulator/teams/{team}/members/{user}` `{"role": "MEMBER"}` changes who
+belongs to a team (what `GET /v3/teams/{teamId}/members` lists). Sign in with Vercel:
+`POST /_emulator/oidc/rotate-key` `{"retainPrevious": false}` replaces the signing key.
 """
 
 from __future__ import annotations
@@ -99,8 +106,9 @@ class Control:
         changes = _body(req)
         if "clock" in changes:
             raise bad_request("the clock is advanced with POST /_emulator/clock/advance")
-        if "scopes" in changes:
-            changes["scopes"] = tuple(_strs(changes, "scopes"))
+        for name in ("scopes", "app_scopes", "app_redirect_uris"):
+            if name in changes:
+                changes[name] = tuple(_strs(changes, name))
         try:
             self.emu.configure(**changes)
         except (TypeError, ValueError) as exc:
@@ -131,6 +139,32 @@ class Control:
             name=_opt_str(body, "name"),
         )
         return _ok(result)
+
+    def get_signed_in_user(self, req: Request, _: _Params) -> Response:
+        return _ok(self.emu.signed_in_user())
+
+    def put_signed_in_user(self, req: Request, _: _Params) -> Response:
+        return _ok(self.emu.sign_in(_str(_body(req), "username")))
+
+    def create_user(self, req: Request, _: _Params) -> Response:
+        body = _body(req)
+        result = self.emu.create_user(
+            _str(body, "username"), _opt_str(body, "name"), _opt_str(body, "email")
+        )
+        return _ok(result, 201)
+
+    def put_member(self, req: Request, p: _Params) -> Response:
+        role = _opt_str(_body(req), "role") or "MEMBER"
+        return _ok(self.emu.set_team_member(p["team"], p["user"], role))
+
+    def delete_member(self, req: Request, p: _Params) -> Response:
+        return _ok(self.emu.set_team_member(p["team"], p["user"], None))
+
+    def rotate_key(self, req: Request, _: _Params) -> Response:
+        retain = _body(req).get("retainPrevious", False)
+        if not isinstance(retain, bool):
+            raise bad_request("`retainPrevious` must be a boolean")
+        return _ok(self.emu.rotate_signing_key(retain_previous=retain))
 
     def add_custom_environment(self, req: Request, p: _Params) -> Response:
         body = _body(req)
@@ -330,6 +364,12 @@ def register(router: Router, emulator: Emulator) -> None:
         ("POST", "/clock/advance", c.advance_clock),
         ("POST", "/teams", c.create_team),
         ("PATCH", "/teams/{team}", c.patch_team),
+        ("PUT", "/teams/{team}/members/{user}", c.put_member),
+        ("DELETE", "/teams/{team}/members/{user}", c.delete_member),
+        ("GET", "/signed-in-user", c.get_signed_in_user),
+        ("PUT", "/signed-in-user", c.put_signed_in_user),
+        ("POST", "/users", c.create_user),
+        ("POST", "/oidc/rotate-key", c.rotate_key),
         ("POST", "/projects/{project}/custom-environments", c.add_custom_environment),
         ("POST", "/projects", c.create_project),
         ("DELETE", "/projects/{project}", c.remove_project),

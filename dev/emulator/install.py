@@ -28,6 +28,8 @@ from dev.emulator.wsgi import Request, Response
 
 __all__ = ["not_found_page", "project_choices", "register"]
 
+_NO_SCOPE = "That scope does not exist, or the signed-in person is not a member of it."
+
 _ICON = (
     '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64" role="img" '
     'aria-label="Integration"><rect width="64" height="64" rx="14" fill="#111"/>'
@@ -87,6 +89,12 @@ class InstallPages:
     def _render(self, title: str, body: str, status: int = 200) -> Response:
         return Response.html(page(title, body, user=self._ctx.store.user.name), status)
 
+    def _scope(self, id_or_slug: str) -> Account | None:
+        """A scope the signed-in person may install on: their own account or their teams."""
+        account = self._ctx.store.account(id_or_slug)
+        mine = {a.id for a in self._ctx.store.scopes_of_user()}
+        return account if account is not None and account.id in mine else None
+
     def _source(self, raw: str | None) -> str:
         return raw if raw in CONFIG_SOURCES else "external"
 
@@ -116,9 +124,9 @@ class InstallPages:
         with ctx.store.lock:
             if not scope:
                 return self._choose_scope(state, source)
-            account = ctx.store.account(scope)
+            account = self._scope(scope)
             if account is None:
-                return not_found_page(ctx, "That scope does not exist.")
+                return not_found_page(ctx, _NO_SCOPE)
             existing = ctx.store.configuration_for(account.id)
             if existing is not None and source == "marketplace":
                 return Response.redirect(self._actions.dashboard_path(existing))
@@ -191,9 +199,9 @@ class InstallPages:
         access = first.get("access", "all")
         selection: ProjectSelection = "selected" if access == "selected" else "all"
         with ctx.store.lock:
-            account = ctx.store.account(first.get("scope", ""))
+            account = self._scope(first.get("scope", ""))
             if account is None:
-                return not_found_page(ctx, "That scope does not exist.")
+                return not_found_page(ctx, _NO_SCOPE)
             try:
                 cfg, _ = self._actions.install(
                     account.id, selection, form.get("projects", []), source

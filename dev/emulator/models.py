@@ -12,6 +12,7 @@ from typing import Literal
 __all__ = [
     "SENSITIVE_POLICIES",
     "TARGETS",
+    "TEAM_ROLES",
     "Account",
     "AuthCode",
     "Configuration",
@@ -19,6 +20,8 @@ __all__ = [
     "EnvVar",
     "Project",
     "ProjectSelection",
+    "SigninCode",
+    "SigninToken",
     "TokenRecord",
 ]
 
@@ -26,6 +29,17 @@ TARGETS: tuple[str, ...] = ("production", "preview", "development")
 ProjectSelection = Literal["all", "selected"]
 # The team setting "Enforce Sensitive Environment Variables" (`Team` in Vercel's SDK).
 SENSITIVE_POLICIES: tuple[str, ...] = ("default", "off", "on")
+# A member's role in a team (`role` of getTeamMembers in Vercel's SDK).
+TEAM_ROLES: tuple[str, ...] = (
+    "OWNER",
+    "MEMBER",
+    "DEVELOPER",
+    "SECURITY",
+    "BILLING",
+    "VIEWER",
+    "VIEWER_FOR_PLUS",
+    "CONTRIBUTOR",
+)
 
 
 @dataclass
@@ -133,3 +147,27 @@ class AuthCode:
     redirect_uri: str
     expires_at: float  # epoch seconds
     used: bool = False
+
+
+@dataclass
+class SigninCode:
+    """A Sign in with Vercel authorization code: who consented, to which App, with PKCE."""
+
+    client_id: str
+    redirect_uri: str
+    expires_at: float  # epoch seconds
+    user_id: str
+    code_challenge: str
+    scopes: list[str]
+    nonce: str | None
+    used: bool = False
+
+
+@dataclass
+class SigninToken:
+    """A Sign in with Vercel access token (for userinfo), stored by digest."""
+
+    user_id: str
+    client_id: str
+    scopes: list[str]
+    expires_at: float  # epoch seconds

@@ -15,32 +15,82 @@ A failed exchange does not consume the code; a used one stays used.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Literal, Protocol
+
 from dev.emulator.context import Context
 from dev.emulator.ids import digest, new_secret
 from dev.emulator.models import TokenRecord
 from dev.emulator.routing import Router
 from dev.emulator.wsgi import Request, Response
 
-__all__ = ["register"]
+__all__ = ["IssuedCode", "code_problem", "oauth_error", "read_form", "register"]
 
 _FIELDS = ("client_id", "client_secret", "code", "redirect_uri")
+_NO_STORE = [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
+
+
+class IssuedCode(Protocol):
+    """What every authorization code of the emulator carries (integration or sign-in)."""
+
+    client_id: str
+    redirect_uri: str
+    expires_at: float
+    used: bool
+
+
+def oauth_error(
+    status: int,
+    error: str,
+    description: str,
+    style: Literal["oauth", "vercel"] = "oauth",
+    headers: Iterable[tuple[str, str]] = (),
+) -> Response:
+    """An RFC 6749 §5.2 error body, or Vercel's `{"error": {"code", "message"}}` shape."""
+    if style == "vercel":
+        body: dict[str, object] = {"error": {"code": error, "message": description}}
+    else:
+        body = {"error": error, "error_description": description}
+    return Response.json(body, status, [*_NO_STORE, *headers])
+
+
+def read_form(req: Request) -> dict[str, str] | None:
+    """The form fields (first value of each), or None unless form-urlencoded."""
+    if req.content_type != "application/x-www-form-urlencoded":
+        return None
+    return {k: v[0] for k, v in req.form().items()}
+
+
+def code_problem(
+    ctx: Context, code: IssuedCode | None, client_id: str, redirect_uri: str
+) -> str | None:
+    """Why a code cannot be redeemed (an `invalid_grant` description), or None.
+
+    Unknown, used or another client's codes read the same; a check that fails does not
+    consume the code.
+    """
+    if code is None or code.used or code.client_id != client_id:
+        return "Invalid grant: authorization code is invalid"
+    if ctx.clock.now() >= code.expires_at:
+        return "Invalid grant: authorization code has expired"
+    if redirect_uri != code.redirect_uri:
+        return "Invalid grant: `redirect_uri` is invalid"
+    return None
 
 
 def _error(ctx: Context, status: int, error: str, description: str) -> Response:
-    if ctx.config.oauth_error_style == "vercel":
-        return Response.json({"error": {"code": error, "message": description}}, status)
-    return Response.json({"error": error, "error_description": description}, status)
+    return oauth_error(status, error, description, ctx.config.oauth_error_style)
 
 
 def exchange(ctx: Context, req: Request) -> Response:
-    if req.content_type != "application/x-www-form-urlencoded":
+    form = read_form(req)
+    if form is None:
         return _error(
             ctx,
             400,
             "invalid_request",
             "Invalid request: content must be application/x-www-form-urlencoded",
         )
-    form = {k: v[0] for k, v in req.form().items()}
     for name in _FIELDS:
         if not form.get(name):
             return _error(ctx, 400, "invalid_request", f"Missing parameter: `{name}`")
@@ -52,14 +102,9 @@ def exchange(ctx: Context, req: Request) -> Response:
     store = ctx.store
     with store.lock:
         code = store.codes.get(digest(form["code"]))
-        if code is None or code.used or code.client_id != form["client_id"]:
-            return _error(ctx, 400, "invalid_grant", "Invalid grant: authorization code is invalid")
-        if ctx.clock.now() >= code.expires_at:
-            return _error(
-                ctx, 400, "invalid_grant", "Invalid grant: authorization code has expired"
-            )
-        if form["redirect_uri"] != code.redirect_uri:
-            return _error(ctx, 400, "invalid_grant", "Invalid grant: `redirect_uri` is invalid")
+        problem = code_problem(ctx, code, form["client_id"], form["redirect_uri"])
+        if problem is not None or code is None:
+            return _error(ctx, 400, "invalid_grant", problem or "")
         cfg = store.configurations.get(code.configuration_id)
         if cfg is None or not cfg.active:
             return _error(ctx, 400, "invalid_grant", "Invalid grant: authorization code is invalid")

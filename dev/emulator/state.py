@@ -22,6 +22,8 @@ from dev.emulator.models import (
     CustomEnvironment,
     EnvVar,
     Project,
+    SigninCode,
+    SigninToken,
     TokenRecord,
 )
 
@@ -29,9 +31,11 @@ __all__ = ["PROJECT_NAME", "SEED", "Store"]
 
 PROJECT_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,98}[a-z0-9])?$")
 
-# The demo world `make dev` starts with: a person with 3 projects, in a team with 5.
+# The demo world `make dev` starts with: a person with 3 projects, in a team with 5, and
+# a second person who belongs to no team (someone who must not see the team's install).
 SEED: dict[str, Any] = {
     "user": {"slug": "dev-user", "name": "Dev User", "email": "dev-user@example.com"},
+    "outsider": {"slug": "outsider", "name": "Out Sider", "email": "outsider@example.com"},
     "team": {"slug": "acme", "name": "Acme Inc"},
     "personal_projects": [("my-blog", "nextjs"), ("portfolio", "astro"), ("notes-app", "vite")],
     "team_projects": [
@@ -52,13 +56,20 @@ class Store:
         self.lock = threading.RLock()
         self.clock = clock
         self.accounts: dict[str, Account] = {}
+        # Who is signed in on the emulator's pages (install, consent, dashboard); the
+        # person who installs, and the actor of the webhooks their actions fire.
         self.user_id = ""
+        # team id -> {user id: role}; roles are Vercel's ("OWNER", "MEMBER", ...).
+        self.members: dict[str, dict[str, str]] = {}
         self.projects: dict[str, Project] = {}
         self.envs: dict[str, EnvVar] = {}
         self.configurations: dict[str, Configuration] = {}
         self.tokens: dict[str, TokenRecord] = {}
         self.codes: dict[str, AuthCode] = {}
         self.custom_environments: dict[str, CustomEnvironment] = {}
+        # Sign in with Vercel (oidc.py), by digest like the integration's codes and tokens.
+        self.signin_codes: dict[str, SigninCode] = {}
+        self.signin_tokens: dict[str, SigninToken] = {}
 
     # -- lifecycle
 
@@ -72,6 +83,9 @@ class Store:
             self.tokens.clear()
             self.codes.clear()
             self.custom_environments.clear()
+            self.members.clear()
+            self.signin_codes.clear()
+            self.signin_tokens.clear()
             rng = random.Random("vercel-emulator-seed")
             user = Account(
                 id=new_id("", rng),
@@ -91,8 +105,19 @@ class Store:
                 kind="team",
             )
             self.accounts[team.id] = team
+            self.members[team.id] = {user.id: "OWNER"}
+            # Its own generator, so the ids seeded before it stay what they always were.
+            other = SEED["outsider"]
+            outsider = Account(
+                id=new_id("", random.Random("vercel-emulator-seed-outsider")),
+                slug=other["slug"],
+                name=other["name"],
+                kind="user",
+                email=other["email"],
+            )
+            self.accounts[outsider.id] = outsider
             now = self.clock.now_ms()
-            team.created_at = user.created_at = now - 400 * _DAY_MS
+            team.created_at = user.created_at = outsider.created_at = now - 400 * _DAY_MS
             plan = [(user.id, p) for p in SEED["personal_projects"]]
             plan += [(team.id, p) for p in SEED["team_projects"]]
             for age, (account_id, (name, framework)) in enumerate(reversed(plan), start=1):
@@ -126,9 +151,54 @@ class Store:
     def teams(self) -> list[Account]:
         return [a for a in self.accounts.values() if a.kind == "team"]
 
+    def users(self) -> list[Account]:
+        return [a for a in self.accounts.values() if a.kind == "user"]
+
+    def find_user(self, id_or_username: str) -> Account | None:
+        found = self.account(id_or_username)
+        return found if found is not None and found.kind == "user" else None
+
+    def sign_in(self, id_or_username: str) -> Account:
+        """Who the emulator's pages act for from now on (`PUT /_emulator/signed-in-user`)."""
+        user = self.find_user(id_or_username)
+        if user is None:
+            raise ValueError(f"no user {id_or_username!r}")
+        self.user_id = user.id
+        return user
+
+    def add_user(self, username: str, name: str | None = None, email: str | None = None) -> Account:
+        if not PROJECT_NAME.match(username) or self.account(username) is not None:
+            raise ValueError(f"username {username!r} is invalid or taken")
+        user = Account(
+            id=new_id(""),
+            slug=username,
+            name=name or username,
+            kind="user",
+            email=email or f"{username}@example.com",
+            created_at=self.clock.tick_ms(),
+        )
+        self.accounts[user.id] = user
+        return user
+
+    def teams_of(self, user_id: str) -> list[Account]:
+        return [t for t in self.teams() if user_id in self.members.get(t.id, {})]
+
+    def members_of(self, team_id: str) -> list[tuple[Account, str]]:
+        """(user, role) for each member of a team, in joining order."""
+        roles = self.members.get(team_id, {})
+        return [(self.accounts[uid], role) for uid, role in roles.items() if uid in self.accounts]
+
+    def set_member(self, team_id: str, user_id: str, role: str | None) -> None:
+        """Add a member with `role`, change their role, or (None) remove them."""
+        roles = self.members.setdefault(team_id, {})
+        if role is None:
+            roles.pop(user_id, None)
+        else:
+            roles[user_id] = role
+
     def scopes_of_user(self) -> list[Account]:
         """Where the signed-in person can install: their account, then their teams."""
-        return [self.user, *self.teams()]
+        return [self.user, *self.teams_of(self.user_id)]
 
     def add_team(self, slug: str, name: str | None = None) -> Account:
         if not PROJECT_NAME.match(slug) or self.account(slug) is not None:
@@ -141,6 +211,7 @@ class Store:
             created_at=self.clock.tick_ms(),
         )
         self.accounts[team.id] = team
+        self.members[team.id] = {self.user_id: "OWNER"}  # the person who created it
         return team
 
     # -- projects
@@ -242,7 +313,18 @@ class Store:
         with self.lock:
             return {
                 "user": _account(self.user),
-                "teams": [_account(t) for t in self.teams()],
+                "signedInUser": self.user.slug,
+                "users": [_account(u) for u in self.users()],
+                "teams": [
+                    {
+                        **_account(t),
+                        "members": [
+                            {"id": u.id, "username": u.slug, "role": role}
+                            for u, role in self.members_of(t.id)
+                        ],
+                    }
+                    for t in self.teams()
+                ],
                 "projects": [
                     {
                         "id": p.id,
@@ -264,11 +346,18 @@ class Store:
                     "issued": len(self.codes),
                     "unused": sum(not c.used for c in self.codes.values()),
                 },
+                "signIn": {
+                    "codes": len(self.signin_codes),
+                    "unusedCodes": sum(not c.used for c in self.signin_codes.values()),
+                    "tokens": len(self.signin_tokens),
+                },
             }
 
 
 def _account(a: Account) -> dict[str, Any]:
     out: dict[str, Any] = {"id": a.id, "slug": a.slug, "name": a.name, "kind": a.kind}
+    if a.kind == "user":
+        out["email"] = a.email
     if a.kind == "team":
         out["sensitiveEnvironmentVariablePolicy"] = a.sensitive_env_policy
     return out
