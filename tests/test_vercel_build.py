@@ -165,11 +165,6 @@ def test_bundles_vendor_runtime_requirements_only(built: Built) -> None:
 RUNTIME_FILES = {"integration.toml", "pyproject.toml", "uv.lock", "vc__handler__python.py"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="vercel.json's excludeFiles leaves development files in every bundle "
-    "(Makefile, README.md, *.ini, ruff.toml, requirements-dev.txt, ...): see the report",
-)
 def test_bundles_carry_no_development_files(built: Built) -> None:
     for name, bundle in built.bundles.items():
         top = {p.split("/")[0] for p in bundle.files}
