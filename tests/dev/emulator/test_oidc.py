@@ -140,11 +140,14 @@ def test_consent_page_names_the_person_and_the_app(stack: Stack) -> None:
     _, challenge = _pkce()
     page = stack.client().get("/oauth/authorize", params=_params(stack, challenge)).text
     assert "Sign in to My Integration" in page
-    assert "Dev User" in page and "@dev-user" in page and "Acme Inc" in page
+    assert "Dev User" in page
+    assert "@dev-user" in page
+    assert "Acme Inc" in page
     assert 'value="cancel" class="secondary">Cancel' in page
     stack.control("PUT", "/signed-in-user", json={"username": "outsider"})
     page = stack.client().get("/oauth/authorize", params=_params(stack, challenge)).text
-    assert "@outsider" in page and "Acme Inc" not in page
+    assert "@outsider" in page
+    assert "Acme Inc" not in page
 
 
 def test_cancel_redirects_with_access_denied_and_state(stack: Stack) -> None:
