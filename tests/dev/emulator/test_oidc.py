@@ -75,7 +75,7 @@ def _consent_with(
 
 def _code(stack: Stack, **overrides: str | None) -> tuple[str, str]:
     verifier, challenge = _pkce()
-    answer = _consent_with(stack, challenge, **overrides)
+    answer = _consent_with(stack, challenge, "allow", **overrides)
     assert answer.status_code == 303
     return _query(answer.headers["location"])["code"], verifier
 
