@@ -11,8 +11,9 @@
 - Carries `sensitiveEnvironmentVariablePolicy` ("default" | "on" | "off"), set through
   `PATCH /_emulator/teams/{slug or id}`, and the installer's `membership`.
 
-`GET /v3/teams/{teamId}/members` (getTeamMembers, the path of Vercel's SDK; the older
-`/v2/` path answers the same): `{members: [{uid, username, email, name, role, confirmed,
+`GET /v3/teams/{teamId}/members` (getTeamMembers, "List team members",
+https://vercel.com/docs/rest-api/teams/list-team-members; Vercel documents `/v2/` of that
+path only for POST, "Invite a user", and the emulator answers a GET there the same way): `{members: [{uid, username, email, name, role, confirmed,
 createdAt, ...}], pagination: {count, hasNext, next, prev}}` under the same Team read
 permission and scope rules. `uid` is the id the code exchange returns as `user_id` and
 Sign in with Vercel puts in `sub` (oidc.py). `limit` pages by `createdAt` (`until` goes

@@ -126,6 +126,13 @@ OPERATIONS = [
     ),
     Operation("getTeam.yaml", "/v2/teams/{teamId}", "get", re.compile(r"^/v2/teams/[^/]+$"), "GET"),
     Operation(
+        "getTeamMembers.yaml",
+        "/v3/teams/{teamId}/members",
+        "get",
+        re.compile(r"^/v[23]/teams/[^/]+/members$"),
+        "GET",
+    ),
+    Operation(
         "getProjectsByIdOrNameCustomEnvironments.yaml",
         "/v9/projects/{idOrName}/custom-environments",
         "get",
@@ -463,6 +470,30 @@ def test_the_issue_12_variants_match(stack: Stack, recorder: Recorder) -> None:
         "createProjectEnv.yaml:400",
         "editProjectEnv.yaml:400",
         "filterProjectEnvs.yaml:200",
+    } <= covered
+
+
+def test_team_members_match(stack: Stack, recorder: Recorder) -> None:
+    """getTeamMembers: the list, a page, a search, and the missing-permission refusal."""
+    team = stack.team()["id"]
+    installation = stack.install(team)
+    api = _api(stack, installation, recorder)
+    stack.control("PUT", "/teams/acme/members/outsider", json={"role": "VIEWER"})
+    api.get(f"/v3/teams/{team}/members")
+    api.get(f"/v3/teams/{team}/members", params={"limit": 1})
+    api.get(f"/v2/teams/{team}/members", params={"search": "out"})
+    api.get(f"/v3/teams/{team}/members", params={"limit": "many"})
+    stack.control(
+        "POST",
+        f"/configurations/{installation.configuration_id}/scopes/remove",
+        json={"scopes": ["read:team"]},
+    )
+    api.get(f"/v3/teams/{team}/members")
+    covered = _validate_all(recorder)
+    assert {
+        "getTeamMembers.yaml:200",
+        "getTeamMembers.yaml:400",
+        "getTeamMembers.yaml:403",
     } <= covered
 
 

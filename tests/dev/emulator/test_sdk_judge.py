@@ -30,7 +30,7 @@ PREFIX = ROOT / "tests" / "browser"
 SCRIPT = Path(__file__).resolve().parent / "sdk" / "judge.mjs"
 SDK_PACKAGE = PREFIX / "node_modules" / "@vercel" / "sdk" / "package.json"
 # Every call judge.mjs makes today; fewer lines means a step silently stopped running.
-MIN_CALLS = 47
+MIN_CALLS = 50
 
 
 def _missing() -> str | None:

@@ -43,7 +43,7 @@ const OPERATIONS = {
     getConfigurations: "integrationsGetConfigurations",
     deleteConfiguration: "integrationsDeleteConfiguration",
   },
-  teams: { getTeam: "teamsGetTeam" },
+  teams: { getTeam: "teamsGetTeam", getTeamMembers: "teamsGetTeamMembers" },
   environment: {
     getProjectsByIdOrNameCustomEnvironments: "environmentGetProjectsByIdOrNameCustomEnvironments",
   },
@@ -411,6 +411,22 @@ async function main() {
     vercel.integrations.getConfigurations({ view: "project", teamId }),
   );
   await call("teams.getTeam", "ok", () => vercel.teams.getTeam({ teamId }));
+  await control("PUT", "/teams/acme/members/outsider", { role: "VIEWER" });
+  await call(
+    "teams.getTeamMembers",
+    "ok",
+    () => vercel.teams.getTeamMembers({ teamId }),
+    (v) => {
+      const names = v.members.map((m) => `${m.username}:${m.role}`).sort().join(",");
+      return names === "dev-user:OWNER,outsider:VIEWER" ? "" : `members ${names}`;
+    },
+  );
+  await call(
+    "teams.getTeamMembers limit 1",
+    "ok",
+    () => vercel.teams.getTeamMembers({ teamId, limit: 1 }),
+    (v) => (v.members.length === 1 && v.pagination.hasNext ? "" : "expected one member and a next page"),
+  );
   await control("PATCH", "/teams/acme", { sensitiveEnvironmentVariablePolicy: "on" });
   await call(
     "teams.getTeam policy on",
@@ -455,6 +471,9 @@ async function main() {
   await control("POST", `/configurations/${acme.configurationId}/scopes/remove`, { scopes: ["read:team"] });
   await call("teams.getTeam without the team scope", { status: 403, code: "forbidden" }, () =>
     vercel.teams.getTeam({ teamId }),
+  );
+  await call("teams.getTeamMembers without the team scope", { status: 403, code: "forbidden" }, () =>
+    vercel.teams.getTeamMembers({ teamId }),
   );
   await control("POST", `/configurations/${acme.configurationId}/scopes/remove`, {
     scopes: ["read-write:project-env-vars"],
