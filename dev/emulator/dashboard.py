@@ -1,5 +1,11 @@
 """The emulator's "vercel.com dashboard": a home page and each configuration's page.
 
+Each configuration's page lists the environment variables of the projects it may access,
+and `/<scope-slug>/<project-name>/settings/environment-variables` (the shape of Vercel's
+project settings URL) lists one project's, so a person sees what an install wrote: plain
+values in clear, encrypted ones as "Encrypted", sensitive ones masked — as Vercel's
+dashboard shows them (https://vercel.com/docs/environment-variables/sensitive-environment-variables).
+
 `/<scope-slug>/~/integrations/<slug>/<icfg>` mirrors the shape of Vercel's dashboard
 URL for an installed integration (vercel-api.md §10 gives older variants). Its
 `/installed` child is the `next` URL of the install flow: following it completes the
@@ -16,11 +22,53 @@ from dev.emulator.actions import ActionError, Actions
 from dev.emulator.context import Context
 from dev.emulator.install import not_found_page, project_choices
 from dev.emulator.layout import esc, page
-from dev.emulator.models import Configuration, ProjectSelection
+from dev.emulator.models import Account, Configuration, EnvVar, Project, ProjectSelection
 from dev.emulator.routing import Handler, Router
 from dev.emulator.wsgi import Request, Response
 
-__all__ = ["register"]
+__all__ = ["env_list", "register"]
+
+_TARGET_NAMES = {"production": "Production", "preview": "Preview", "development": "Development"}
+
+
+def _env_value(env: EnvVar) -> str:
+    if env.type == "plain":
+        return (
+            f"<code>{esc(env.value)}</code>" if env.value else '<span class="muted">(empty)</span>'
+        )
+    if env.type == "sensitive":
+        return '<span aria-label="Sensitive value, hidden">••••••••</span> (Sensitive)'
+    return "Encrypted"
+
+
+def env_list(ctx: Context, project: Project, cfg: Configuration | None = None) -> str:
+    """A project's variables as a list that wraps at any width (no table to scroll)."""
+    store = ctx.store
+    envs = sorted(store.project_envs(project.id), key=lambda e: (e.key, e.created_at))
+    if not envs:
+        return '<p class="muted">No environment variables.</p>'
+    items = []
+    for env in envs:
+        where = [_TARGET_NAMES.get(t, t) for t in env.target]
+        where += [
+            c.slug
+            for c in store.project_custom_environments(project.id)
+            if c.id in env.custom_environment_ids
+        ]
+        if env.git_branch:
+            where.append(f"branch {env.git_branch}")
+        if env.configuration_id is None:
+            origin = "added by a person"
+        elif cfg is not None and env.configuration_id == cfg.id:
+            origin = f"added by {ctx.config.name}"
+        else:
+            origin = "added by an integration"
+        items.append(
+            f'<li><code class="key">{esc(env.key)}</code> {_env_value(env)}'
+            f'<br><span class="muted">{esc(", ".join(where) or "no environment")} · '
+            f"{esc(origin)}</span></li>"
+        )
+    return f'<ul class="envs">{"".join(items)}</ul>'
 
 
 class Dashboard:
@@ -120,6 +168,7 @@ class Dashboard:
             f"<dt>Permissions</dt><dd>{esc(', '.join(cfg.scopes))}</dd>"
             "</dl>"
             f"{configure}"
+            f"{self._variables(cfg, owner)}"
             f'<h2>Manage access</h2><form method="post" action="{base}/access">'
             f"{project_choices(ctx, owner, cfg.project_selection, cfg.projects)}"
             '<button type="submit">Save access</button></form>'
@@ -129,6 +178,37 @@ class Dashboard:
             f'<form method="post" action="{base}/remove">'
             '<button type="submit" class="secondary">Remove integration</button></form></div>'
         )
+
+    def _variables(self, cfg: Configuration, owner: Account) -> str:
+        store = self._ctx.store
+        projects = sorted(
+            (store.projects[pid] for pid in store.granted_project_ids(cfg)), key=lambda p: p.name
+        )
+        sections = "".join(
+            f'<h3><a href="/{esc(owner.slug)}/{esc(p.name)}/settings/environment-variables">'
+            f"{esc(p.name)}</a></h3>{env_list(self._ctx, p, cfg)}"
+            for p in projects
+        )
+        return "<h2>Environment variables</h2>" + (
+            sections or '<p class="muted">No projects to show.</p>'
+        )
+
+    def project_env(self, req: Request, p: dict[str, str]) -> Response:
+        ctx = self._ctx
+        with ctx.store.lock:
+            owner = ctx.store.account(p["scope"])
+            project = ctx.store.find_project(owner.id, p["project"]) if owner else None
+            if owner is None or project is None:
+                return not_found_page(ctx, "There is no such project.")
+            cfg = ctx.store.configuration_for(owner.id)
+            body = (
+                f"<h1>{esc(project.name)}</h1>"
+                f'<p class="muted">{esc(owner.name)} · Settings · Environment Variables</p>'
+                f"{env_list(ctx, project, cfg)}"
+                '<p class="muted">Changes apply to new deployments.</p>'
+                '<p><a href="/">Back to the dashboard</a></p>'
+            )
+        return self._render(f"{project.name} · Environment Variables", body)
 
     def act(self, req: Request, p: dict[str, str], action: str) -> Response:
         ctx = self._ctx
@@ -162,6 +242,11 @@ def register(router: Router, ctx: Context, actions: Actions) -> None:
     router.add("GET", "/", lambda req, _: board.home(req))
     router.add("GET", "/favicon.ico", lambda req, _: Response.empty(204))
     router.add("GET", base, lambda req, p: board.show(req, p))
+    router.add(
+        "GET",
+        "/{scope}/{project}/settings/environment-variables",
+        lambda req, p: board.project_env(req, p),
+    )
     router.add("GET", base + "/installed", lambda req, p: board.show(req, p, installed=True))
     for action in ("access", "disable", "enable", "remove"):
         router.add("POST", f"{base}/{action}", _action_route(board, action))

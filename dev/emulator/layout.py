@@ -38,6 +38,11 @@ dt { font-weight: 600; }
 dd { margin: 0; overflow-wrap: anywhere; }
 .actions { display: flex; flex-wrap: wrap; align-items: center; gap: .75rem; margin: 1rem 0; }
 .actions form { margin: 0; }
+code { overflow-wrap: anywhere; }
+ul.envs { list-style: none; padding: 0; margin: 0 0 1rem; }
+ul.envs li { border-top: 1px solid var(--line); padding: .5rem 0; overflow-wrap: anywhere; }
+ul.envs code.key { font-weight: 600; }
+h3 { font-size: 1.1rem; margin: 1rem 0 .25rem; }
 """
 
 
