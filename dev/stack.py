@@ -56,6 +56,17 @@ DEVELOPMENT_SETTINGS: dict[str, str] = {
     "VERCEL_DASHBOARD_URL": "{emulator_url}",
     "CRON_SECRET": "dev-only-cron-secret-not-for-production",
     "ADMIN_TOKEN": "dev-only-admin-token-not-for-production",
+    # Sign in with Vercel: the Vercel App (a client of its own, not the integration's
+    # oac_ one), registered with the emulator. The names follow Vercel's guide
+    # (https://vercel.com/docs/sign-in-with-vercel/getting-started: VERCEL_APP_CLIENT_SECRET).
+    "VERCEL_APP_CLIENT_ID": "cl_devapp00000000000000000000000",
+    "VERCEL_APP_CLIENT_SECRET": "dev-only-app-client-secret-not-for-production",
+    "VERCEL_APP_REDIRECT_URI": "{dev_url}/auth/callback",
+    # Only the local stack points the ID token's issuer and JWKS at the emulator; the
+    # product accepts these only for a loopback URL (in production both are Vercel's).
+    # The authorize and token endpoints follow VERCEL_DASHBOARD_URL and VERCEL_API_URL.
+    "VERCEL_OIDC_ISSUER_DEV": "{emulator_url}",
+    "VERCEL_OIDC_JWKS_URL_DEV": "{emulator_url}/.well-known/jwks",
 }
 
 
@@ -159,9 +170,12 @@ def _start_emulator(
         redirect_uri=environ["VERCEL_REDIRECT_URI"],
         webhook_url=f"{dev_url}/webhook",
         configuration_url=f"{dev_url}/configure",
+        app_client_id=environ["VERCEL_APP_CLIENT_ID"],
+        app_client_secret=environ["VERCEL_APP_CLIENT_SECRET"],
+        app_redirect_uris=(environ["VERCEL_APP_REDIRECT_URI"],),
     )
     _serve(stack, "emulator", emulator.create_app(config), port, "EMULATOR_PORT")
-    stack.notes["emulator"] = "seeded demo accounts and projects"
+    stack.notes["emulator"] = "seeded demo accounts and projects; Sign in with Vercel"
 
 
 def start_stack(environ: MutableMapping[str, str] | None = None, root: Path = ROOT) -> Stack:
@@ -208,6 +222,13 @@ def _banner(stack: Stack, environ: MutableMapping[str, str], out: TextIO) -> Non
     if emulator:
         slug = environ["INTEGRATION_SLUG"]
         lines.append(f"  Install (emulator)    {emulator.url}/integrations/{slug}/new")
+        lines.append(
+            f"  Sign in with Vercel   {emulator.url}/.well-known/oauth-authorization-server"
+        )
+        lines.append(
+            f"  Who is signed in      {emulator.url}/_emulator/signed-in-user"
+            ' (PUT {"username": "outsider"} to switch)'
+        )
     lines.append(f"  Health                {dev}/health")
     routes = ", ".join(fn.route for fn in discover_functions(stack.root)) or "none yet"
     lines += ["", f"Functions: {routes}"]

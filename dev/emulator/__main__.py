@@ -4,7 +4,9 @@ Settings come from the same variables as the rest of the stack: VERCEL_CLIENT_ID
 VERCEL_CLIENT_SECRET, VERCEL_CLIENT_SECRET_PREVIOUS (a secret rotation: the old secret
 also works for the code exchange), INTEGRATION_SLUG, VERCEL_REDIRECT_URI, plus EMULATOR_WEBHOOK_URL,
 EMULATOR_CONFIGURATION_URL and EMULATOR_TIME_SCALE; the Redirect, Webhook and
-Configuration URLs default to the functions dev server on DEV_PORT (3000).
+Configuration URLs default to the functions dev server on DEV_PORT (3000). Sign in with
+Vercel's App: VERCEL_APP_CLIENT_ID, VERCEL_APP_CLIENT_SECRET and VERCEL_APP_REDIRECT_URI
+(its Authorization Callback URL, default `/auth/callback` on the dev server).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from types import FrameType
 
 from dev.emulator.app import create_app
 from dev.emulator.config import (
+    DEFAULT_APP_CLIENT_ID,
+    DEFAULT_APP_CLIENT_SECRET,
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
     DEFAULT_SLUG,
@@ -41,6 +45,9 @@ def main() -> int:
         webhook_url=_env("EMULATOR_WEBHOOK_URL", f"{dev_url}/webhook"),
         configuration_url=_env("EMULATOR_CONFIGURATION_URL", f"{dev_url}/configure"),
         time_scale=float(_env("EMULATOR_TIME_SCALE", "1")),
+        app_client_id=_env("VERCEL_APP_CLIENT_ID", DEFAULT_APP_CLIENT_ID),
+        app_client_secret=_env("VERCEL_APP_CLIENT_SECRET", DEFAULT_APP_CLIENT_SECRET),
+        app_redirect_uris=(_env("VERCEL_APP_REDIRECT_URI", f"{dev_url}/auth/callback"),),
     )
     emulator = create_app(config)
     server = start(emulator, port=port)
@@ -57,6 +64,7 @@ def main() -> int:
     print(f"  Control API:   {server.url}/_emulator/state", flush=True)
     print(f"  Redirect URL:  {config.redirect_uri}", flush=True)
     print(f"  Webhook URL:   {config.webhook_url}", flush=True)
+    print(f"  Sign in:       {server.url}/.well-known/oauth-authorization-server", flush=True)
     stop.wait()
     server.stop()
     emulator.close()

@@ -46,6 +46,11 @@ def test_development_defaults_are_a_valid_configuration() -> None:
         "VERCEL_DASHBOARD_URL",
         "CRON_SECRET",
         "ADMIN_TOKEN",
+        "VERCEL_APP_CLIENT_ID",
+        "VERCEL_APP_CLIENT_SECRET",
+        "VERCEL_APP_REDIRECT_URI",
+        "VERCEL_OIDC_ISSUER_DEV",
+        "VERCEL_OIDC_JWKS_URL_DEV",
     }
 
 
@@ -56,6 +61,64 @@ def test_the_same_variables_production_uses_override_the_defaults() -> None:
     assert "VERCEL_CLIENT_ID" not in applied
     assert environ["ADMIN_TOKEN"] == DEVELOPMENT_SETTINGS["ADMIN_TOKEN"]  # blank counts as unset
     assert set(applied) == set(DEVELOPMENT_SETTINGS) - {"VERCEL_CLIENT_ID"}
+
+
+def test_sign_in_with_vercel_points_at_the_emulator_only_on_loopback() -> None:
+    settings = development_settings(**URLS)
+    assert settings["VERCEL_OIDC_ISSUER_DEV"] == "http://127.0.0.1:4000"
+    assert settings["VERCEL_OIDC_JWKS_URL_DEV"] == "http://127.0.0.1:4000/.well-known/jwks"
+    assert settings["VERCEL_APP_REDIRECT_URI"] == "http://127.0.0.1:3000/auth/callback"
+    assert settings["VERCEL_APP_CLIENT_ID"] != settings["VERCEL_CLIENT_ID"]
+    assert "DEV" in settings["VERCEL_APP_CLIENT_SECRET"].upper()
+
+
+def test_the_stack_registers_the_vercel_app_with_the_emulator() -> None:
+    """The App's id, secret and callback from the environment reach the emulator: the
+    consent page accepts that callback and the token endpoint that secret."""
+    if not has_part("dev.emulator"):
+        pytest.skip("dev/emulator is not in this checkout")
+    environ = {
+        "DEV_PORT": "0",
+        "EMULATOR_PORT": "0",
+        "KV_PORT": "0",
+        "VERCEL_APP_CLIENT_ID": "cl_mine",
+        "VERCEL_APP_CLIENT_SECRET": "my-app-secret",
+    }
+    stack = start_stack(environ)
+    try:
+        emulator = stack.url("emulator")
+        meta = httpx.get(emulator + "/.well-known/oauth-authorization-server", timeout=10).json()
+        assert meta["issuer"] == environ["VERCEL_OIDC_ISSUER_DEV"] == emulator
+        assert meta["jwks_uri"] == environ["VERCEL_OIDC_JWKS_URL_DEV"]
+        params = {
+            "client_id": "cl_mine",
+            "redirect_uri": environ["VERCEL_APP_REDIRECT_URI"],
+            "response_type": "code",
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256",
+        }
+        consent = httpx.get(emulator + "/oauth/authorize", params=params, timeout=10)
+        assert consent.status_code == 200
+        assert "Allow" in consent.text
+        code = httpx.post(
+            emulator + "/oauth/authorize", data={**params, "decision": "allow"}, timeout=10
+        ).headers["location"]
+        token = httpx.post(
+            emulator + "/login/oauth/token",
+            auth=("cl_mine", "my-app-secret"),
+            data={
+                "grant_type": "authorization_code",
+                "code": code.split("code=", 1)[1].split("&", 1)[0],
+                "redirect_uri": environ["VERCEL_APP_REDIRECT_URI"],
+                # RFC 7636 appendix B: the verifier of the challenge above.
+                "code_verifier": "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            },
+            timeout=10,
+        )
+        assert token.status_code == 200, token.text
+        assert token.json()["id_token"].count(".") == 2
+    finally:
+        stack.stop()
 
 
 @pytest.mark.parametrize("value", ["abc", "-1", "70000"])
@@ -154,6 +217,9 @@ def test_make_dev_serves_and_stops_cleanly(sig: signal.Signals) -> None:
     assert "Traceback" not in err
     assert f"Landing page          {dev}/" in out
     assert f"{dev}/health" in out
+    if has_part("dev.emulator"):
+        emulator = f"http://127.0.0.1:{ports['EMULATOR_PORT']}"
+        assert f"Sign in with Vercel   {emulator}/.well-known/oauth-authorization-server" in out
     assert "Settings from your environment: INTEGRATION_SLUG" in out
     for port in ports.values():
         assert not listening(port), f"port {port} still open after {sig.name}"
