@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 
 from lib.deadline import Deadline
+from lib.vercel.errors import MissingScope, VercelError
 from lib.vercel.models import (
+    CustomEnvironment,
     EnvCreateResult,
     EnvList,
     EnvPatch,
@@ -25,7 +27,10 @@ from lib.vercel.models import (
     EnvVar,
     IntegrationConfiguration,
     Pagination,
+    PermissionMissing,
     Project,
+    Team,
+    TeamMember,
 )
 from lib.vercel.transport import (
     DEFAULT_RETRY,
@@ -47,6 +52,10 @@ from lib.vercel.transport import (
 )
 
 _PROJECTS_PAGE_SIZE = "100"
+_MEMBERS_PAGE_SIZE = "100"  # getTeamMembers' maximum `limit`
+# "Accesses team details for the account. Includes listing team members"
+# (https://vercel.com/docs/integrations/install-an-integration/manage-integrations-reference).
+TEAM_READ = "read:team"
 
 
 class VercelClient:
@@ -144,7 +153,10 @@ class VercelClient:
         """Create one var (object body) or several in one call (array body).
 
         A 201 may still list per-var failures in `failed`; a conflict on a single-object
-        body arrives as an error status and is raised as `EnvConflict`.
+        body arrives as an error status and is raised as `EnvConflict`. When every item of
+        an array body fails, Vercel may answer a 4xx whose body carries `failed[]` next to
+        its `error` (vercel-reality.md D2): that is returned as a result with nothing
+        created (`error_status` set), item by item, rather than raised.
         """
         path = f"/v10/projects/{_segment(project)}/env"
         body: Any
@@ -154,13 +166,19 @@ class VercelClient:
             body = [_spec(item).to_wire() for item in items]
             if not body:
                 return EnvCreateResult()
-        response = self._request(
-            "POST",
-            path,
-            params={"upsert": "true"} if upsert else None,
-            json=body,
-            replay=_Replay.IF_UNSENT_OR_REJECTED,
-        )
+        try:
+            response = self._request(
+                "POST",
+                path,
+                params={"upsert": "true"} if upsert else None,
+                json=body,
+                replay=_Replay.IF_UNSENT_OR_REJECTED,
+            )
+        except VercelError as exc:
+            result = _all_failed(exc) if isinstance(body, list) else None
+            if result is None:
+                raise
+            return result
         return _parse(EnvCreateResult, _body(response, f"POST {path}"), f"POST {path}")
 
     def get_env_decrypted(self, project: str, env_id: str) -> EnvVar:
@@ -168,19 +186,115 @@ class VercelClient:
         return _parse(EnvVar, self._get(path), f"GET {path}")
 
     def edit_env(
-        self, project: str, env_id: str, patch: EnvPatch | Mapping[str, Any]
+        self,
+        project: str,
+        env_id: str,
+        patch: EnvPatch | Mapping[str, Any],
+        *,
+        current: EnvVar | None = None,
     ) -> EnvVar | None:
         """PATCH by id. Idempotent (the same fields set to the same values), so retried.
-        Vercel documents the answer as nullable, hence the Optional."""
+        Vercel documents the answer as nullable, hence the Optional.
+
+        `current` is the var as listed: when it (or the patch) is `sensitive`, `key` is
+        never sent, since Vercel refuses it there (see `EnvPatch.to_wire`); renaming a
+        sensitive var is therefore refused here, before anything is sent."""
         path = f"/v9/projects/{_segment(project)}/env/{_segment(env_id)}"
         change = patch if isinstance(patch, EnvPatch) else EnvPatch.model_validate(patch)
-        body = _body(self._request("PATCH", path, json=change.to_wire()), f"PATCH {path}")
+        sensitive = current is not None and current.type == "sensitive"
+        if (
+            (sensitive or change.type == "sensitive")
+            and change.key is not None
+            and current is not None
+            and change.key != current.key
+        ):
+            raise ValueError("a sensitive var cannot be renamed: remove it and create it again")
+        wire = change.to_wire(sensitive=sensitive)
+        body = _body(self._request("PATCH", path, json=wire), f"PATCH {path}")
         return None if body is None else _parse(EnvVar, body, f"PATCH {path}")
 
     def delete_env(self, project: str, env_id: str) -> None:
         """DELETE by id. Retried; a retry after a lost answer may raise `NotFound`, which
         callers should take as done."""
         self._request("DELETE", f"/v9/projects/{_segment(project)}/env/{_segment(env_id)}")
+
+    # -- custom environments
+
+    def list_custom_environments(self, project: str) -> list[CustomEnvironment]:
+        """A project's custom environments (`GET /v9/projects/{idOrName}/custom-environments`,
+        https://vercel.com/docs/rest-api/environment/retrieve-custom-environments): one
+        call, `{accountLimit, environments}`. Needs the Projects read permission."""
+        path = f"/v9/projects/{_segment(project)}/custom-environments"
+        where = f"GET {path}"
+        body = self._get(path)
+        items = body if isinstance(body, list) else _items(body, "environments", where)
+        return [_parse(CustomEnvironment, item, where) for item in items]
+
+    # -- teams (the Team read permission)
+
+    def get_team(self, team_id: str) -> Team | PermissionMissing:
+        """The team (`GET /v2/teams/{teamId}`): name, slug, sensitive-variable policy.
+
+        Needs the Team read permission, which an installation made before the integration
+        asked for it may not have (Vercel asks existing users to confirm added scopes): then
+        the answer is `PermissionMissing`, not an exception, so the caller degrades. Any
+        other failure is raised as usual."""
+        path = f"/v2/teams/{_segment(team_id)}"
+        try:
+            body = self._get(path)
+        except MissingScope as exc:
+            return _permission_missing(TEAM_READ, exc)
+        return _parse(Team, body, f"GET {path}")
+
+    def team_members(
+        self, team_id: str, *, role: str | None = None, search: str | None = None
+    ) -> list[TeamMember] | PermissionMissing:
+        """Every member of the team (`GET /v3/teams/{teamId}/members`, getTeamMembers),
+        following `pagination.next` (passed back as `until`). `role` and `search` are
+        Vercel's filters. Needs the Team read permission; without it `PermissionMissing`
+        (see `get_team`)."""
+        found: list[TeamMember] = []
+        outcome = self._members(team_id, role=role, search=search, found=found)
+        return outcome if outcome is not None else found
+
+    def team_member(self, team_id: str, uid: str) -> TeamMember | PermissionMissing | None:
+        """The member whose `uid` (the code exchange's `user_id`) is `uid`, None when that
+        person does not belong to the team; stops paging once found."""
+        found: list[TeamMember] = []
+        outcome = self._members(team_id, found=found, stop_at=uid)
+        if outcome is not None:
+            return outcome
+        return next((m for m in found if m.uid == uid), None)
+
+    def _members(
+        self,
+        team_id: str,
+        *,
+        found: list[TeamMember],
+        role: str | None = None,
+        search: str | None = None,
+        stop_at: str | None = None,
+    ) -> PermissionMissing | None:
+        path = f"/v3/teams/{_segment(team_id)}/members"
+        where = f"GET {path}"
+        params = {"limit": _MEMBERS_PAGE_SIZE}
+        if role:
+            params["role"] = role
+        if search:
+            params["search"] = search
+        seen: set[str] = set()
+        try:
+            for page in self._pages(path, "until", params):
+                for item in _items(page, "members", where):
+                    member = _parse(TeamMember, item, where)
+                    if member.uid not in seen:
+                        seen.add(member.uid)
+                        found.append(member)
+                    if stop_at is not None and member.uid == stop_at:
+                        return None
+        except MissingScope as exc:
+            return _permission_missing(TEAM_READ, exc)
+        return None
 
     # -- integration configurations
 
@@ -252,6 +366,23 @@ class VercelClient:
                 raise _invalid(f"GET {path}", f"pagination repeats cursor {token!r}")
             seen.add(token)
             query[cursor] = token
+
+
+def _all_failed(exc: VercelError) -> EnvCreateResult | None:
+    """The per-item result an error answer of an array create carries, if it does: a 4xx
+    other than 429 whose body lists `failed[]` (a 5xx or 429 says nothing about items)."""
+    if not exc.failed or exc.status is None or not 400 <= exc.status < 500 or exc.status == 429:
+        return None
+    try:
+        return EnvCreateResult.from_error(exc.status, exc.failed)
+    except ValueError:  # a failed[] we cannot read: the error itself is the answer
+        return None
+
+
+def _permission_missing(permission: str, exc: MissingScope) -> PermissionMissing:
+    return PermissionMissing(
+        permission=permission, status=exc.status, code=exc.code, message=exc.message
+    )
 
 
 def _spec(item: EnvSpec | Mapping[str, Any]) -> EnvSpec:

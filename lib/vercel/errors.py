@@ -18,7 +18,9 @@ class VercelError(Exception):
     (or one of ours: `network_error`, `deadline_exceeded`, `unexpected_response`), and
     `retryable` says whether the same request may succeed later — exactly the failures the
     client itself retries for requests that are safe to repeat. `details` holds the other
-    fields of Vercel's error object. Nothing here ever contains the token.
+    fields of Vercel's error object; `failed` the per-item failures an error body carried
+    next to it (`{"error": ..., "failed": [...]}`, an env create whose every item failed).
+    Nothing here ever contains the token.
     """
 
     default_code = "error"
@@ -33,6 +35,7 @@ class VercelError(Exception):
         retry_after: float | None = None,
         details: Mapping[str, Any] | None = None,
         retryable: bool | None = None,
+        failed: list[Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -40,6 +43,7 @@ class VercelError(Exception):
         self.code = code or self.default_code
         self.retry_after = retry_after
         self.details: dict[str, Any] = dict(details or {})
+        self.failed: list[Any] = list(failed or [])
         if retryable is not None:
             self.retryable = retryable
 
@@ -100,7 +104,15 @@ class Forbidden(VercelError):
 
 
 class MissingScope(Forbidden):
-    """The token lacks a permission (integration scope) or team scope for this call."""
+    """The token lacks a permission (integration scope) or team scope for this call.
+
+    Vercel words a missing integration permission as 403 `forbidden` "You don't have
+    permission to access this resource." (no scope named: github.com/saleor/cli PR #530);
+    a team-scope mismatch as "Not authorized: Trying to access resource under scope ..."
+    with a `scope` field. A 403 that names one project (`projectId`), such as a project
+    outside a selected-projects installation, stays a plain `Forbidden`: it is that
+    project's problem, not the installation's.
+    """
 
 
 class ConfigurationDisabled(Forbidden):
@@ -122,8 +134,8 @@ class Conflict(VercelError):
 
 
 class EnvConflict(VercelError):
-    """An env var with this key, target and branch already exists
-    (`ENV_CONFLICT` / `ENV_ALREADY_EXISTS`, seen on 400, 403 and 409)."""
+    """An env var with this key, target and branch already exists (`ENV_CONFLICT` /
+    `ENV_ALREADY_EXISTS` / `EXISTING_KEY_AND_TARGET`, seen on 400, 403 and 409)."""
 
     default_code = "ENV_CONFLICT"
 

@@ -17,6 +17,7 @@ on input). Values that may be secrets are kept out of `repr()`; the OAuth access
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -24,6 +25,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     field_validator,
     model_validator,
@@ -32,6 +34,8 @@ from pydantic.alias_generators import to_camel
 
 __all__ = [
     "ENV_CONFLICT_CODES",
+    "BranchMatcher",
+    "CustomEnvironment",
     "EnvCreateFailure",
     "EnvCreateResult",
     "EnvFailureError",
@@ -44,16 +48,25 @@ __all__ = [
     "IntegrationConfiguration",
     "OAuthToken",
     "Pagination",
+    "PermissionMissing",
     "Project",
+    "Team",
+    "TeamMember",
+    "TeamMembership",
 ]
 
 EnvTarget = Literal["production", "preview", "development"]
 # `secret` is legacy: responses may still carry it, create refuses it.
 EnvType = Literal["encrypted", "plain", "sensitive", "system"]
 
-# Vercel has reported a duplicate env var with either code over the years (see
-# reference/vercel-api.md §4.1); both mean "a var with this key/target/branch exists".
-ENV_CONFLICT_CODES = frozenset({"ENV_CONFLICT", "ENV_ALREADY_EXISTS"})
+# Vercel has reported a duplicate env var with several codes: `ENV_CONFLICT` (v10),
+# `ENV_ALREADY_EXISTS` (v9), and `EXISTING_KEY_AND_TARGET`, which Vercel's CLI also knows
+# (packages/cli/src/util/env/known-error.ts in github.com/vercel/vercel; Vercel's Terraform
+# provider sees it lower-case for team-level shared vars). All mean "a var with this
+# key/target/branch exists".
+ENV_CONFLICT_CODES = frozenset(
+    {"ENV_CONFLICT", "ENV_ALREADY_EXISTS", "EXISTING_KEY_AND_TARGET", "existing_key_and_target"}
+)
 
 
 def _one_or_many(value: Any) -> Any:
@@ -143,6 +156,8 @@ class EnvVar(_Response):
     configuration_id: str | None = None
     comment: str | None = None
     custom_environment_ids: _Strings = []
+    # `config` | `secret`, newer than `type` and absent on legacy rows (Vercel's SDK).
+    visibility: str | None = None
     decrypted: bool | None = None
     system: bool | None = None
     created_at: int | None = None
@@ -202,14 +217,38 @@ class EnvCreateFailure(_Response):
 
 
 class EnvCreateResult(_Response):
-    """The 201 of an env create: it can carry failures next to what was created."""
+    """The answer of an env create: what was created and what failed, item by item.
+
+    Usually the 201, which can carry failures next to what was created. When every item
+    of an array create fails, Vercel may instead answer an error status whose body carries
+    the same `failed[]` (vercel-reality.md D2); the client turns that into a result too,
+    with `created` empty and `error_status` set to the error status.
+    """
 
     created: Annotated[list[EnvVar], BeforeValidator(_as_list)] = []
     failed: Annotated[list[EnvCreateFailure], BeforeValidator(_as_list)] = []
+    # None for a 2xx; the HTTP status when the result was read from an error answer.
+    # Private, so that no field of a 201 body can set it.
+    _error_status: int | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_error(cls, status: int | None, failed: list[Any]) -> EnvCreateResult:
+        """The result an error answer carrying `failed[]` stands for: nothing created."""
+        result = cls.model_validate({"created": [], "failed": failed})
+        result._error_status = status
+        return result
+
+    @property
+    def error_status(self) -> int | None:
+        return self._error_status
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    @property
+    def nothing_created(self) -> bool:
+        return not self.created
 
 
 class IntegrationConfiguration(_Response):
@@ -245,6 +284,85 @@ class IntegrationConfiguration(_Response):
     @property
     def disabled(self) -> bool:
         return self.disabled_at is not None
+
+
+class BranchMatcher(_Response):
+    """Which branches deploy to a custom environment (`type`: equals, startsWith, ...)."""
+
+    type: str | None = None
+    pattern: str | None = None
+
+
+class CustomEnvironment(_Response):
+    """A project's custom environment (`GET /v9/projects/{idOrName}/custom-environments`,
+    https://vercel.com/docs/rest-api/environment/retrieve-custom-environments). Env vars
+    name it by `id` in `customEnvironmentIds`; people name it by `slug`."""
+
+    id: str
+    slug: str
+    type: str | None = None  # the standard environment it derives from: preview, ...
+    description: str | None = None
+    branch_matcher: BranchMatcher | None = None
+    created_at: int | None = None
+    updated_at: int | None = None
+
+
+class TeamMembership(_Response):
+    """The caller's own membership on a Team object (`membership`)."""
+
+    role: str | None = None
+    confirmed: bool | None = None
+    created_at: int | None = None
+
+
+class Team(_Response):
+    """`GET /v2/teams/{teamId}` (getTeam), the fields the integration reads.
+
+    `sensitive_environment_variable_policy` is "default" | "on" | "off" in Vercel's SDK
+    (src/models/team.ts of github.com/vercel/sdk), None when absent; kept a string so a
+    value Vercel adds later does not break the read. "on" means the server promotes
+    production/preview vars to `sensitive` ("Enforce Sensitive Environment Variables",
+    https://vercel.com/docs/environment-variables/sensitive-environment-variables).
+    """
+
+    id: str
+    slug: str
+    name: str | None = None
+    avatar: str | None = None
+    created_at: int | None = None
+    sensitive_environment_variable_policy: str | None = None
+    membership: TeamMembership | None = None
+
+    @property
+    def enforces_sensitive_env(self) -> bool:
+        return self.sensitive_environment_variable_policy == "on"
+
+
+class TeamMember(_Response):
+    """One item of `GET /v3/teams/{teamId}/members` (getTeamMembers). `uid` is the id the
+    code exchange returns as `user_id`; `role` is e.g. OWNER, MEMBER, VIEWER, BILLING."""
+
+    uid: str
+    username: str | None = None
+    name: str | None = None
+    email: str | None = Field(default=None, repr=False)
+    role: str | None = None
+    confirmed: bool | None = None
+    created_at: int | None = None
+
+
+@dataclass(frozen=True)
+class PermissionMissing:
+    """The outcome of a read that needs a permission the installation was not granted (or
+    whose scope change the user has not confirmed yet): Vercel answered 403 with its
+    missing-permission wording. A value, not an exception, so that a caller has to decide
+    how to degrade, and cannot mistake it for Vercel being down or the installation being
+    blocked. `permission` names the integration permission that was needed."""
+
+    permission: str
+    status: int | None = None
+    code: str | None = None
+    message: str = ""
 
 
 class EnvSpec(_Request):
@@ -290,3 +408,13 @@ class EnvPatch(_Request):
         if self.type == "sensitive" and self.target and "development" in self.target:
             raise ValueError("sensitive vars are not allowed for development")
         return self
+
+    def to_wire(self, *, sensitive: bool = False) -> dict[str, Any]:
+        """The body; without `key` when the var is (or becomes) sensitive: Vercel refuses a
+        PATCH of a sensitive var that names its key, so its CLI leaves it out
+        (github.com/vercel/vercel commit 4a5be0b, "fix `vc env update` for sensitive
+        environment variables")."""
+        body = super().to_wire()
+        if sensitive or self.type == "sensitive":
+            body.pop("key", None)
+        return body

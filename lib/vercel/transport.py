@@ -280,6 +280,29 @@ def _error_fields(body: Any) -> tuple[str | None, str, dict[str, Any]]:
 _SCOPE_CODES = frozenset(
     {"missing_scope", "insufficient_scope", "scope_missing", "team_unauthorized"}
 )
+# Fields by which a 403 names the one project it refuses (a project outside a
+# selected-projects installation): that is not an installation-wide missing permission.
+_PROJECT_FIELDS = ("projectId", "project", "projectName")
+
+
+def _missing_permission(code: str | None, message: str, details: Mapping[str, Any]) -> bool:
+    """A 403 saying the token lacks a permission or a team scope.
+
+    Vercel's own wording names no scope: `{"code": "forbidden", "message": "You don't
+    have permission to access this resource."}` for an integration token without a
+    permission (github.com/saleor/cli PR #530), "You don't have permission to create the
+    project." with `action`/`resource` for another. Older and descriptive variants say
+    "scope" (a team-scope mismatch also carries a `scope` field). A refusal that names a
+    project is about that project and is left a plain `Forbidden`.
+    """
+    if code in _SCOPE_CODES or "scope" in details:
+        return True
+    text = message.lower()
+    if "scope" in text:
+        return True
+    if any(details.get(name) for name in _PROJECT_FIELDS):
+        return False
+    return "permission" in text
 
 
 def _api_error_class(
@@ -298,9 +321,7 @@ def _api_error_class(
     if status == 402 or code == "PAYMENT_REQUIRED":
         return PaymentRequired
     if status == 403:
-        if code in _SCOPE_CODES or "scope" in details or "scope" in message.lower():
-            return MissingScope
-        return Forbidden
+        return MissingScope if _missing_permission(code, message, details) else Forbidden
     if status in (404, 410):
         return NotFound
     if status == 409:
@@ -346,8 +367,19 @@ class _Call:
     data: Mapping[str, str] | None = None
 
 
+def _failed_items(body: Any) -> list[Any]:
+    """The top-level `failed[]` of an error body, next to its `error`: what an env create
+    whose every item failed is inferred to answer (Vercel's Terraform provider reads it from
+    a non-2xx response, github.com/vercel/terraform-provider-vercel commit ef1e07e)."""
+    if not isinstance(body, dict) or "error" not in body:
+        return []
+    failed = body.get("failed")
+    return [item for item in failed if isinstance(item, dict)] if isinstance(failed, list) else []
+
+
 def _http_error(call: _Call, response: httpx.Response, now: float) -> VercelError:
-    code, message, details = _error_fields(_json_body(response))
+    body = _json_body(response)
+    code, message, details = _error_fields(body)
     code = call.redact.text(code) if code else None
     message = call.redact.text(message)
     details = call.redact.value(details)
@@ -361,6 +393,7 @@ def _http_error(call: _Call, response: httpx.Response, now: float) -> VercelErro
         code=code,
         retry_after=_retry_after(response, details, now),
         details=details,
+        failed=call.redact.value(_failed_items(body)),
     )
 
 

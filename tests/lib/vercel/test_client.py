@@ -42,7 +42,15 @@ from lib.vercel.errors import (
     VercelError,
     VercelUnavailable,
 )
-from lib.vercel.models import EnvPatch, EnvSpec
+from lib.vercel.models import (
+    CustomEnvironment,
+    EnvPatch,
+    EnvSpec,
+    EnvVar,
+    PermissionMissing,
+    Team,
+    TeamMember,
+)
 from lib.vercel.oauth import exchange_code
 from lib.vercel.transport import RetryPolicy
 
@@ -369,6 +377,75 @@ def test_create_env_partial_failure_is_a_result_not_an_error(fake: FakeTime) -> 
     ]
 
 
+def failure(key: str, code: str = "ENV_CONFLICT", **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": "no", "key": key, **extra}}
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "codes"),
+    [
+        (400, "ENV_CONFLICT", ["ENV_CONFLICT", "ENV_CONFLICT"]),
+        (403, "ENV_ALREADY_EXISTS", ["ENV_ALREADY_EXISTS", "bad_request"]),
+        (409, "EXISTING_KEY_AND_TARGET", ["EXISTING_KEY_AND_TARGET", "ENV_CONFLICT"]),
+        (400, "bad_request", ["bad_request", "ENV_CONFLICT"]),
+    ],
+)
+def test_all_failed_error_answer_is_a_result_item_by_item(
+    fake: FakeTime, status: int, code: str, codes: list[str]
+) -> None:
+    """Every item failed: an error status with `{error, failed}` (vercel-reality.md D2)."""
+    failed = [failure("A", codes[0], target=["production"]), failure("B", codes[1])]
+    answer = httpx.Response(
+        status, json={"error": {"code": code, "message": "no", "key": "A"}, "failed": failed}
+    )
+    recorder = Recorder(answer)
+    result = make_client(recorder, fake).create_env("p", [spec("A"), spec("B")])
+    assert result.nothing_created
+    assert result.error_status == status
+    assert [(f.key, f.code) for f in result.failed] == [("A", codes[0]), ("B", codes[1])]
+    assert result.failed[0].target == ["production"]
+    assert [f.is_conflict for f in result.failed] == [c != "bad_request" for c in codes]
+    assert len(recorder.requests) == 1
+
+
+def test_a_201_result_has_no_error_status(fake: FakeTime) -> None:
+    body = {"created": [], "failed": [failure("A")], "status": "ignored"}
+    result = make_client(Recorder(ok(body, status=201)), fake).create_env("p", [spec("A")])
+    assert result.error_status is None
+    assert result.nothing_created
+
+
+def test_an_object_create_error_is_still_raised(fake: FakeTime) -> None:
+    """An object body's conflict stays an exception (the documented single-create case)."""
+    body = {"error": {"code": "ENV_CONFLICT"}, "failed": [failure("A")]}
+    with pytest.raises(EnvConflict):
+        make_client(Recorder(httpx.Response(400, json=body)), fake).create_env("p", spec("A"))
+
+
+@pytest.mark.parametrize(
+    ("answer", "cls"),
+    [
+        (httpx.Response(400, json={"error": {"code": "ENV_CONFLICT"}}), EnvConflict),
+        (httpx.Response(400, json={"error": {"code": "x"}, "failed": []}), BadRequest),
+        (httpx.Response(400, json={"error": {"code": "x"}, "failed": [{"no": 1}]}), BadRequest),
+        (httpx.Response(400, json={"failed": [failure("A")]}), BadRequest),  # no `error`
+        (
+            httpx.Response(500, json={"error": {"code": "x"}, "failed": [failure("A")]}),
+            ServerError,
+        ),
+        (
+            httpx.Response(429, json={"error": {"code": "x"}, "failed": [failure("A")]}),
+            RateLimited,
+        ),
+    ],
+)
+def test_error_answers_without_readable_items_are_raised(
+    fake: FakeTime, answer: httpx.Response, cls: type[VercelError]
+) -> None:
+    with pytest.raises(cls):
+        make_client(Recorder(answer), fake, max_attempts=1).create_env("p", [spec("A")])
+
+
 def test_create_env_with_nothing_to_create_sends_nothing(fake: FakeTime) -> None:
     recorder = Recorder(api_answer)
     result = make_client(recorder, fake).create_env("p", [])
@@ -390,7 +467,7 @@ def test_create_env_accepts_mappings_and_validates_them(fake: FakeTime) -> None:
 
 
 @pytest.mark.parametrize("status", [400, 403, 409])
-@pytest.mark.parametrize("code", ["ENV_CONFLICT", "ENV_ALREADY_EXISTS"])
+@pytest.mark.parametrize("code", ["ENV_CONFLICT", "ENV_ALREADY_EXISTS", "EXISTING_KEY_AND_TARGET"])
 def test_env_conflict_on_every_documented_status(fake: FakeTime, status: int, code: str) -> None:
     answer = err(
         status,
@@ -446,9 +523,40 @@ def test_env_conflict_on_every_documented_status(fake: FakeTime, status: int, co
         ),
         (err(402, "PAYMENT_REQUIRED", "pay"), PaymentRequired, "PAYMENT_REQUIRED", False),
         (
+            err(403, "forbidden", "You don't have permission to access this resource."),
+            MissingScope,
+            "forbidden",
+            False,
+        ),
+        (
             err(403, "forbidden", "You don't have permission", action="create", resource="project"),
+            MissingScope,
+            "forbidden",
+            False,
+        ),
+        (
+            err(403, "forbidden", "Not authorized: the integration is missing the scope x."),
+            MissingScope,
+            "forbidden",
+            False,
+        ),
+        (
+            err(403, "forbidden", "You don't have permission to this project.", projectId="p"),
             Forbidden,
             "forbidden",
+            False,
+        ),
+        (
+            err(403, "forbidden", "Not authorized: no access to the project.", projectId="p"),
+            Forbidden,
+            "forbidden",
+            False,
+        ),
+        (err(403, "forbidden", "Not authorized"), Forbidden, "forbidden", False),
+        (
+            err(409, "EXISTING_KEY_AND_TARGET", "exists"),
+            EnvConflict,
+            "EXISTING_KEY_AND_TARGET",
             False,
         ),
         (
@@ -528,6 +636,45 @@ def test_malformed_success_bodies(
     client = make_client(Recorder(answer), fake)
     with pytest.raises(UnexpectedResponse):
         call(client)
+
+
+def sensitive_var(key: str = "K") -> EnvVar:
+    return EnvVar.model_validate(
+        {"id": "env_1", "key": key, "type": "sensitive", "target": ["production"]}
+    )
+
+
+@pytest.mark.parametrize(
+    ("patch", "current", "sent"),
+    [
+        (EnvPatch(key="K", value="v", type="sensitive"), None, {"value": "v", "type": "sensitive"}),
+        (EnvPatch(key="K", value="v"), "sensitive", {"value": "v"}),
+        (EnvPatch(key="K", value="v"), None, {"key": "K", "value": "v"}),
+        (
+            EnvPatch(key="NEW", value="v", type="plain"),
+            None,
+            {"key": "NEW", "value": "v", "type": "plain"},
+        ),
+    ],
+)
+def test_a_sensitive_patch_never_sends_key(
+    fake: FakeTime, patch: EnvPatch, current: str | None, sent: dict[str, Any]
+) -> None:
+    """Vercel refuses `key` in a PATCH of a sensitive var; its CLI leaves it out."""
+    recorder = Recorder(api_answer)
+    make_client(recorder, fake).edit_env(
+        "p", "env_1", patch, current=sensitive_var() if current else None
+    )
+    assert json.loads(recorder.requests[0].content) == sent
+
+
+def test_renaming_a_sensitive_var_is_refused_before_sending(fake: FakeTime) -> None:
+    recorder = Recorder(api_answer)
+    with pytest.raises(ValueError, match="renamed"):
+        make_client(recorder, fake).edit_env(
+            "p", "env_1", EnvPatch(key="OTHER", value="v"), current=sensitive_var()
+        )
+    assert recorder.requests == []
 
 
 def test_edit_env_null_answer_is_none(fake: FakeTime) -> None:
@@ -1064,3 +1211,160 @@ def test_call_timeout_follows_the_operator_setting() -> None:
     assert (timeout.read, timeout.write, timeout.connect, timeout.pool) == (4.0, 4.0, 3.0, 3.0)
     short = transport.call_timeout(1.0)
     assert (short.read, short.connect) == (1.0, 1.0)
+
+
+# --------------------------------------------------------------------------- teams, custom envs
+
+
+def team_body(**extra: Any) -> dict[str, Any]:
+    return {"id": "team_abc", "slug": "acme", "name": "Acme", "unknownField": {"x": 1}, **extra}
+
+
+@pytest.mark.parametrize(
+    ("extra", "policy", "enforces"),
+    [({}, None, False), ({"sensitiveEnvironmentVariablePolicy": "on"}, "on", True)]
+    + [({"sensitiveEnvironmentVariablePolicy": p}, p, False) for p in ("off", "default", "new")],
+)
+def test_get_team(
+    fake: FakeTime, extra: dict[str, Any], policy: str | None, enforces: bool
+) -> None:
+    recorder = Recorder(ok(team_body(**extra)))
+    team = make_client(recorder, fake).get_team("team_abc")
+    assert isinstance(team, Team)
+    assert (team.id, team.slug, team.name) == ("team_abc", "acme", "Acme")
+    assert team.sensitive_environment_variable_policy == policy
+    assert team.enforces_sensitive_env is enforces
+    (request,) = recorder.requests
+    assert (request.method, request.url.path) == ("GET", "/v2/teams/team_abc")
+    assert query(request)["teamId"] == ["team_abc"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        err(403, "forbidden", "You don't have permission to access this resource."),
+        err(403, "forbidden", "Not authorized: the integration is missing the scope read:team."),
+        err(
+            403,
+            "forbidden",
+            'Not authorized: Trying to access resource under scope "x".',
+            scope="x",
+        ),
+    ],
+)
+def test_team_reads_without_the_permission_are_an_outcome(
+    fake: FakeTime, answer: httpx.Response
+) -> None:
+    recorder = Recorder(answer)
+    client = make_client(recorder, fake)
+    for outcome in (
+        client.get_team("team_abc"),
+        client.team_members("team_abc"),
+        client.team_member("team_abc", "u1"),
+    ):
+        assert isinstance(outcome, PermissionMissing)
+        assert (outcome.permission, outcome.status) == ("read:team", 403)
+        assert TOKEN not in repr(outcome)
+    assert len(recorder.requests) == 3  # 403 is not retried
+
+
+@pytest.mark.parametrize(
+    ("answer", "cls"),
+    [
+        (err(403, "integration_configuration_disabled", "x"), ConfigurationDisabled),
+        (err(401, "unauthorized", "x"), Unauthorized),
+        (err(404, "not_found", "x"), NotFound),
+        (err(503, "x", "down"), ServerError),
+    ],
+)
+def test_other_team_read_failures_are_raised(
+    fake: FakeTime, answer: httpx.Response, cls: type[VercelError]
+) -> None:
+    client = make_client(Recorder(answer), fake, max_attempts=1)
+    with pytest.raises(cls):
+        client.get_team("team_abc")
+    with pytest.raises(cls):
+        client.team_members("team_abc")
+
+
+def members_answer(request: httpx.Request) -> httpx.Response:
+    """Three pages of two, newest first, paged by `until` (getTeamMembers)."""
+    people = [
+        {"uid": f"u{i}", "username": f"n{i}", "role": "MEMBER", "createdAt": 10 - i}
+        for i in range(6)
+    ]
+    until = query(request).get("until")
+    rest = [p for p in people if until is None or p["createdAt"] < int(until[0])]
+    page, more = rest[:2], len(rest) > 2
+    pagination = {"count": 2, "hasNext": more, "next": page[-1]["createdAt"] if more else None}
+    return ok({"members": page, "pagination": pagination})
+
+
+def test_team_members_follow_pagination(fake: FakeTime) -> None:
+    recorder = Recorder(members_answer)
+    members = make_client(recorder, fake).team_members("team_abc", role="MEMBER", search="n")
+    assert isinstance(members, list)
+    assert [(m.uid, m.username, m.role) for m in members] == [
+        (f"u{i}", f"n{i}", "MEMBER") for i in range(6)
+    ]
+    assert len(recorder.requests) == 3
+    first = query(recorder.requests[0])
+    assert (first["limit"], first["role"], first["search"]) == (["100"], ["MEMBER"], ["n"])
+    assert recorder.requests[0].url.path == "/v3/teams/team_abc/members"
+
+
+def test_team_member_stops_paging_once_found(fake: FakeTime) -> None:
+    recorder = Recorder(members_answer)
+    client = make_client(recorder, fake)
+    member = client.team_member("team_abc", "u2")
+    assert isinstance(member, TeamMember)
+    assert member.uid == "u2"
+    assert len(recorder.requests) == 2
+    assert client.team_member("team_abc", "nobody") is None
+    assert len(recorder.requests) == 5
+
+
+def test_list_custom_environments(fake: FakeTime) -> None:
+    body = {
+        "accountLimit": {"total": 12},
+        "environments": [
+            {
+                "id": "env_staging",
+                "slug": "staging",
+                "type": "preview",
+                "description": "QA",
+                "branchMatcher": {"type": "equals", "pattern": "staging"},
+                "domains": [],
+                "createdAt": 1,
+                "updatedAt": 2,
+                "somethingNew": True,
+            }
+        ],
+    }
+    recorder = Recorder(ok(body))
+    (custom,) = make_client(recorder, fake).list_custom_environments("web app")
+    assert isinstance(custom, CustomEnvironment)
+    assert (custom.id, custom.slug, custom.type, custom.description) == (
+        "env_staging",
+        "staging",
+        "preview",
+        "QA",
+    )
+    assert custom.branch_matcher is not None
+    assert custom.branch_matcher.pattern == "staging"
+    assert recorder.requests[0].url.raw_path.startswith(
+        b"/v9/projects/web%20app/custom-environments"
+    )
+    empty = make_client(Recorder(ok({"accountLimit": {"total": 12}})), fake)
+    assert empty.list_custom_environments("p") == []
+
+
+def test_custom_environment_ids_are_sent_on_create_and_edit(fake: FakeTime) -> None:
+    recorder = Recorder(api_answer)
+    client = make_client(recorder, fake)
+    client.create_env(
+        "p", [EnvSpec(key="K", value="v", type="encrypted", customEnvironmentIds=["env_s"])]
+    )
+    client.edit_env("p", "env_1", EnvPatch(custom_environment_ids=["env_s", "env_t"]))
+    assert json.loads(recorder.requests[0].content)[0]["customEnvironmentIds"] == ["env_s"]
+    assert json.loads(recorder.requests[1].content) == {"customEnvironmentIds": ["env_s", "env_t"]}
