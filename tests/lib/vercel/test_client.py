@@ -1289,15 +1289,14 @@ def test_other_team_read_failures_are_raised(
 
 def members_answer(request: httpx.Request) -> httpx.Response:
     """Three pages of two, newest first, paged by `until` (getTeamMembers)."""
-    people = [
-        {"uid": f"u{i}", "username": f"n{i}", "role": "MEMBER", "createdAt": 10 - i}
-        for i in range(6)
-    ]
     until = query(request).get("until")
-    rest = [p for p in people if until is None or p["createdAt"] < int(until[0])]
+    rest = [i for i in range(6) if until is None or 10 - i < int(until[0])]
     page, more = rest[:2], len(rest) > 2
-    pagination = {"count": 2, "hasNext": more, "next": page[-1]["createdAt"] if more else None}
-    return ok({"members": page, "pagination": pagination})
+    members = [
+        {"uid": f"u{i}", "username": f"n{i}", "role": "MEMBER", "createdAt": 10 - i} for i in page
+    ]
+    pagination = {"count": 2, "hasNext": more, "next": 10 - page[-1] if more else None}
+    return ok({"members": members, "pagination": pagination})
 
 
 def test_team_members_follow_pagination(fake: FakeTime) -> None:
@@ -1363,7 +1362,12 @@ def test_custom_environment_ids_are_sent_on_create_and_edit(fake: FakeTime) -> N
     recorder = Recorder(api_answer)
     client = make_client(recorder, fake)
     client.create_env(
-        "p", [EnvSpec(key="K", value="v", type="encrypted", customEnvironmentIds=["env_s"])]
+        "p",
+        [
+            EnvSpec.model_validate(
+                {"key": "K", "value": "v", "type": "encrypted", "customEnvironmentIds": ["env_s"]}
+            )
+        ],
     )
     client.edit_env("p", "env_1", EnvPatch(custom_environment_ids=["env_s", "env_t"]))
     assert json.loads(recorder.requests[0].content)[0]["customEnvironmentIds"] == ["env_s"]
