@@ -326,12 +326,15 @@ def test_projects_bare_array_or_null_body(fake: FakeTime, body: Any) -> None:
     assert [p.id for p in projects] == ([] if body is None else ["a"])
 
 
-def test_a_server_repeating_its_cursor_is_caught(fake: FakeTime) -> None:
-    looping = ok({"projects": [project("a")], "pagination": {"count": 1, "next": 42}})
+@pytest.mark.parametrize("cursor", [42, "MFRGGZDFMZTWQ2LK", "1700000000000"])
+def test_a_server_repeating_its_cursor_is_caught(fake: FakeTime, cursor: int | str) -> None:
+    """Timestamps and opaque continuation tokens alike (getProjects documents both)."""
+    looping = ok({"projects": [project("a")], "pagination": {"count": 1, "next": cursor}})
     recorder = Recorder(looping)
     with pytest.raises(UnexpectedResponse, match="repeats cursor"):
         make_client(recorder, fake).list_projects()
     assert len(recorder.requests) == 2
+    assert query(recorder.requests[1])["from"] == [str(cursor)]
 
 
 def test_env_list_shapes(fake: FakeTime) -> None:

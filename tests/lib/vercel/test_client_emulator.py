@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,14 @@ from lib.vercel.errors import (
     Unauthorized,
     VercelUnavailable,
 )
-from lib.vercel.models import EnvPatch, EnvSpec, OAuthToken
+from lib.vercel.models import (
+    EnvPatch,
+    EnvSpec,
+    OAuthToken,
+    PermissionMissing,
+    Team,
+    TeamMember,
+)
 from lib.vercel.oauth import exchange_code
 from lib.vercel.transport import RetryPolicy
 
@@ -473,3 +480,277 @@ def test_latency_beyond_the_deadline(world: World) -> None:
     with pytest.raises((DeadlineExceeded, VercelUnavailable)):
         client.with_deadline(Deadline(0.5)).list_projects()
     assert time.monotonic() - started < 1.4
+
+
+# --------------------------------------------------------------------------- Vercel's variants
+# Each of the emulator's variants for Vercel's undocumented or newly observed behaviour
+# (vercel-reality.md), switched as `PATCH /_emulator/config` would, and the client right
+# under every one.
+
+
+def team_of(world: World, slug: str = "acme") -> dict[str, Any]:
+    (team,) = (t for t in state(world)["teams"] if t["slug"] == slug)
+    return dict(team)
+
+
+def remove_scopes(world: World, configuration_id: str, *scopes: str) -> None:
+    world.post(f"/configurations/{configuration_id}/scopes/remove", {"scopes": list(scopes)})
+
+
+@pytest.mark.parametrize("style", ["vercel", "descriptive"])
+def test_missing_permission_in_each_wording_is_a_missing_scope(world: World, style: str) -> None:
+    world.emulator.configure(permission_error_style=style)
+    token, client = world.install("acme")
+    project = client.list_projects()[0].id
+    remove_scopes(world, token.installation_id, "read-write:project-env-vars")
+    calls: list[Callable[[], object]] = [
+        lambda: client.list_env(project),
+        lambda: client.create_env(
+            project, [EnvSpec(key="K", value="v", type="plain", target="preview")]
+        ),
+        lambda: client.create_env(
+            project, EnvSpec(key="K", value="v", type="plain", target="preview")
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(MissingScope) as caught:
+            call()
+        assert (caught.value.status, caught.value.code) == (403, "forbidden")
+    remove_scopes(world, token.installation_id, "read:project")
+    with pytest.raises(MissingScope):
+        client.list_projects()
+
+
+@pytest.mark.parametrize("style", ["vercel", "descriptive"])
+def test_a_project_outside_the_selection_is_not_a_missing_permission(
+    world: World, style: str
+) -> None:
+    """Project-level, so the product reports that project and carries on with the others."""
+    world.emulator.configure(permission_error_style=style)
+    (team,) = (t["id"] for t in state(world)["teams"] if t["slug"] == "acme")
+    allowed, other, *_ = sorted(seeded_projects(world, team))
+    _, client = world.install("acme", projectSelection="selected", projects=[allowed])
+    for call in (
+        lambda: client.list_env(other),
+        lambda: client.get_project(other),
+        lambda: client.list_custom_environments(other),
+        lambda: client.create_env(
+            other, [EnvSpec(key="K", value="v", type="plain", target="preview")]
+        ),
+    ):
+        with pytest.raises(Forbidden) as caught:
+            call()
+        assert type(caught.value) is Forbidden
+    assert client.list_env(allowed).envs == []
+
+
+@pytest.mark.parametrize("all_failed", ["created", "error"])
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(400, "ENV_CONFLICT"), (403, "ENV_ALREADY_EXISTS"), (400, "EXISTING_KEY_AND_TARGET")],
+)
+def test_a_batch_whose_every_item_fails_is_a_result(
+    world: World, all_failed: str, status: int, code: str
+) -> None:
+    world.emulator.configure(
+        env_all_failed=all_failed, env_conflict_status=status, env_conflict_code=code
+    )
+    _, client = world.install("acme")
+    project = client.list_projects()[0].id
+    first = [
+        EnvSpec(key="A", value="1", type="plain", target=["production"]),
+        EnvSpec(key="B", value="2", type="encrypted", target=["preview"], git_branch="feat"),
+    ]
+    assert len(client.create_env(project, first).created) == 2
+    world.emulator.reset_calls()
+    again = [s.model_copy(update={"value": "3"}) for s in first]
+    result = client.create_env(project, again)
+    assert result.created == []
+    assert result.nothing_created
+    assert result.error_status == (None if all_failed == "created" else status)
+    assert [(f.key, f.code, f.is_conflict) for f in result.failed] == [
+        ("A", code, True),
+        ("B", code, True),
+    ]
+    assert result.failed[0].target == ["production"]
+    assert result.failed[1].git_branch == "feat"
+    assert world.calls("POST /v10/projects/{idOrName}/env") == 1
+    # A mix still answers 201 in both variants: one created, one failed.
+    mixed = client.create_env(
+        project, [again[0], EnvSpec(key="C", value="4", type="plain", target=["preview"])]
+    )
+    assert [e.key for e in mixed.created] == ["C"]
+    assert [f.key for f in mixed.failed] == ["A"]
+    assert mixed.error_status is None
+
+
+@pytest.mark.parametrize("all_failed", ["created", "error"])
+def test_a_batch_failing_for_another_reason_is_a_result_too(world: World, all_failed: str) -> None:
+    world.emulator.configure(env_all_failed=all_failed)
+    _, client = world.install("acme")
+    project = client.list_projects()[0].id
+    unknown = EnvSpec.model_validate(
+        {"key": "K", "value": "v", "type": "plain", "customEnvironmentIds": ["env_nope"]}
+    )
+    result = client.create_env(project, [unknown])
+    assert result.created == []
+    (failure,) = result.failed
+    assert not failure.is_conflict
+    assert failure.code == "bad_request"
+    assert result.error_status == (None if all_failed == "created" else 400)
+
+
+@pytest.mark.parametrize("paging", ["timestamp", "token"])
+def test_projects_paging_in_each_shape(world: World, paging: str) -> None:
+    world.emulator.configure(projects_pagination=paging, projects_page_size=2, projects_max_limit=2)
+    token, client = world.install("acme")
+    assert token.team_id is not None
+    for i in range(3):  # 8 projects: four pages of two
+        world.emulator.create_project("acme", f"extra-{i}")
+    world.emulator.reset_calls()
+    projects = client.list_projects()
+    assert {p.id for p in projects} == seeded_projects(world, token.team_id)
+    assert len(projects) == 8
+    assert world.calls("GET /v10/projects") == 4
+
+
+@pytest.mark.parametrize("key_rule", ["reject", "allow"])
+def test_patching_a_sensitive_var_without_key(world: World, key_rule: str) -> None:
+    world.emulator.configure(sensitive_patch_key=key_rule)
+    _, client = world.install("acme")
+    project = client.list_projects()[0].id
+    (var,) = client.create_env(
+        project, EnvSpec(key="S", value="1", type="sensitive", target=["production"])
+    ).created
+    assert var.id is not None
+    assert var.type == "sensitive"
+    # Every way a caller may phrase it: key in the patch, with or without the listed var.
+    client.edit_env(project, var.id, EnvPatch(key="S", value="2", type="sensitive"))
+    client.edit_env(project, var.id, EnvPatch(key="S", value="3"), current=var)
+    edited = client.edit_env(project, var.id, {"value": "4", "comment": "rotated"}, current=var)
+    assert edited is not None
+    assert (edited.key, edited.type, edited.comment) == ("S", "sensitive", "rotated")
+    # A plain var still gets its key: a rename is a PATCH of `key`.
+    (plain,) = client.create_env(
+        project, EnvSpec(key="P", value="1", type="plain", target=["preview"])
+    ).created
+    assert plain.id is not None
+    renamed = client.edit_env(project, plain.id, EnvPatch(key="P2"), current=plain)
+    assert renamed is not None
+    assert renamed.key == "P2"
+
+
+def test_the_emulator_does_refuse_key_on_a_sensitive_patch(world: World) -> None:
+    """Proof the test above can fail: the same PATCH with `key`, sent by hand, is a 400."""
+    world.emulator.configure(sensitive_patch_key="reject")
+    token, client = world.install("acme")
+    project = client.list_projects()[0].id
+    (var,) = client.create_env(
+        project, EnvSpec(key="S", value="1", type="sensitive", target=["production"])
+    ).created
+    answer = httpx.patch(
+        f"{world.url}/v9/projects/{project}/env/{var.id}",
+        params={"teamId": token.team_id or ""},
+        json={"key": "S", "value": "2", "type": "sensitive"},
+        headers={"Authorization": f"Bearer {token.access_token.get_secret_value()}"},
+        timeout=CONTROL_TIMEOUT,
+    )
+    assert answer.status_code == 400
+
+
+def test_custom_environments(world: World) -> None:
+    _, client = world.install("acme")
+    project = client.list_projects()[0]
+    assert client.list_custom_environments(project.id) == []
+    world.post(
+        f"/projects/{project.id}/custom-environments", {"slug": "staging", "description": "QA"}
+    )
+    world.post(f"/projects/{project.id}/custom-environments", {"slug": "qa"})
+    customs = {c.slug: c for c in client.list_custom_environments(project.name)}
+    assert set(customs) == {"staging", "qa"}
+    staging, qa = customs["staging"], customs["qa"]
+    assert staging.description == "QA"
+    assert staging.id != qa.id
+
+    result = client.create_env(
+        project.id,
+        [
+            EnvSpec.model_validate(
+                {
+                    "key": "STAGE",
+                    "value": "v",
+                    "type": "encrypted",
+                    "customEnvironmentIds": [staging.id],
+                    "comment": "for QA",
+                }
+            )
+        ],
+    )
+    (var,) = result.created
+    assert var.custom_environment_ids == [staging.id]
+    assert var.comment == "for QA"
+    assert var.id is not None
+    edited = client.edit_env(
+        project.id, var.id, EnvPatch(custom_environment_ids=[staging.id, qa.id])
+    )
+    assert edited is not None
+    assert sorted(edited.custom_environment_ids) == sorted([staging.id, qa.id])
+    (listed,) = client.list_env(project.id).envs
+    assert sorted(listed.custom_environment_ids) == sorted([staging.id, qa.id])
+    assert listed.comment == "for QA"
+
+
+@pytest.mark.parametrize("policy", ["default", "on", "off"])
+def test_get_team_and_its_policy(world: World, policy: str) -> None:
+    token, client = world.install("acme")
+    assert token.team_id is not None
+    world.post("/teams/acme", {"sensitiveEnvironmentVariablePolicy": policy}, method="PATCH")
+    team = client.get_team(token.team_id)
+    assert isinstance(team, Team)
+    assert (team.id, team.slug, team.name) == (token.team_id, "acme", team_of(world)["name"])
+    assert team.sensitive_environment_variable_policy == policy
+    assert team.enforces_sensitive_env is (policy == "on")
+
+
+@pytest.mark.parametrize("style", ["vercel", "descriptive"])
+def test_team_reads_without_team_read_are_permission_missing(world: World, style: str) -> None:
+    world.emulator.configure(permission_error_style=style)
+    token, client = world.install("acme")
+    assert token.team_id is not None
+    remove_scopes(world, token.installation_id, "read:team")
+    for outcome in (
+        client.get_team(token.team_id),
+        client.team_members(token.team_id),
+        client.team_member(token.team_id, token.user_id),
+    ):
+        assert isinstance(outcome, PermissionMissing)
+        assert (outcome.permission, outcome.status) == ("read:team", 403)
+    assert client.list_projects()  # the rest of the installation is untouched
+    world.post(f"/configurations/{token.installation_id}/scopes/confirm", {"scopes": ["read:team"]})
+    assert isinstance(client.get_team(token.team_id), Team)
+
+
+def test_team_members(world: World) -> None:
+    token, client = world.install("acme")
+    assert token.team_id is not None
+    world.post("/users", {"username": "carol", "name": "Carol", "email": "carol@example.com"})
+    world.post("/teams/acme/members/carol", {"role": "VIEWER"}, method="PUT")
+    members = client.team_members(token.team_id)
+    assert isinstance(members, list)
+    by_name = {m.username: m for m in members}
+    assert by_name["dev-user"].uid == token.user_id
+    assert by_name["dev-user"].role == "OWNER"
+    assert by_name["carol"].role == "VIEWER"
+    assert "outsider" not in by_name
+    viewers = client.team_members(token.team_id, role="VIEWER")
+    assert isinstance(viewers, list)
+    assert [m.username for m in viewers] == ["carol"]
+
+    me = client.team_member(token.team_id, token.user_id)
+    assert isinstance(me, TeamMember)
+    assert me.username == "dev-user"
+    outsider = next(u for u in state(world)["users"] if u["slug"] == "outsider")
+    assert client.team_member(token.team_id, outsider["id"]) is None
+    world.post("/teams/acme/members/carol", method="DELETE")
+    carol = by_name["carol"].uid
+    assert client.team_member(token.team_id, carol) is None
