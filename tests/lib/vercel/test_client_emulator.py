@@ -754,3 +754,106 @@ def test_team_members(world: World) -> None:
     world.post("/teams/acme/members/carol", method="DELETE")
     carol = by_name["carol"].uid
     assert client.team_member(token.team_id, carol) is None
+
+
+MIXED_OUTCOMES: dict[str, list[tuple[str, list[str]]]] = {
+    "reject": [],
+    "split": [("sensitive", ["preview", "production"]), ("encrypted", ["development"])],
+    "keep": [("plain", ["development", "preview", "production"])],
+    "promote_all": [("sensitive", ["development", "preview", "production"])],
+}
+
+
+@pytest.mark.parametrize("all_failed", ["created", "error"])
+@pytest.mark.parametrize("mixed", sorted(MIXED_OUTCOMES))
+def test_a_team_enforcing_sensitive_vars(world: World, mixed: str, all_failed: str) -> None:
+    """The server promotes production/preview vars; what it does with one that also
+    targets development is each variant's guess. The client reads every outcome."""
+    world.emulator.configure(sensitive_mixed_targets=mixed, env_all_failed=all_failed)
+    token, client = world.install("acme")
+    assert token.team_id is not None
+    world.post("/teams/acme", {"sensitiveEnvironmentVariablePolicy": "on"}, method="PATCH")
+    team = client.get_team(token.team_id)
+    assert isinstance(team, Team)
+    assert team.enforces_sensitive_env
+    project = client.list_projects()[0].id
+
+    (promoted,) = client.create_env(
+        project, [EnvSpec(key="ID", value="1", type="plain", target=["production", "preview"])]
+    ).created
+    assert promoted.type == "sensitive"
+    assert promoted.id is not None
+    edited = client.edit_env(project, promoted.id, EnvPatch(key="ID", value="2"), current=promoted)
+    assert edited is not None
+    assert edited.type == "sensitive"
+
+    everywhere = EnvSpec(
+        key="URL", value="u", type="plain", target=["production", "preview", "development"]
+    )
+    result = client.create_env(project, [everywhere])
+    got = sorted(((e.type, sorted(e.target)) for e in result.created), key=lambda t: t[1])
+    assert got == sorted(MIXED_OUTCOMES[mixed], key=lambda t: t[1])
+    if mixed == "reject":
+        (failure,) = result.failed
+        assert (failure.code, failure.key, failure.is_conflict) == ("bad_request", "URL", False)
+        assert result.error_status == (None if all_failed == "created" else 400)
+    else:
+        assert result.failed == []
+    listed = client.list_env(project).envs
+    assert {e.key for e in listed} == {"ID"} | ({"URL"} if mixed != "reject" else set())
+
+
+VARIANTS: list[dict[str, Any]] = [
+    {},
+    {"permission_error_style": "descriptive", "env_all_failed": "error"},
+    {"projects_pagination": "token", "projects_page_size": 2, "projects_max_limit": 2},
+    {"env_conflict_status": 403, "env_conflict_code": "ENV_ALREADY_EXISTS"},
+    {"env_conflict_code": "EXISTING_KEY_AND_TARGET", "env_list_page_size": 1},
+    {"sensitive_patch_key": "allow", "honour_list_decrypt": True, "rate_limit_headers": True},
+    {"invalid_token_status": 403, "sensitive_mixed_targets": "split"},
+]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(v) or "defaults")
+def test_every_read_parses_under_every_variant(world: World, variant: dict[str, Any]) -> None:
+    """Every operation the client has, on a world with all kinds of data in it: the typed
+    models accept whatever the emulator (itself checked by Vercel's SDK) answers."""
+    world.emulator.configure(**variant)
+    token, client = world.install("acme")
+    assert token.team_id is not None
+    world.post("/teams/acme", {"sensitiveEnvironmentVariablePolicy": "on"}, method="PATCH")
+    projects = client.list_projects()
+    assert len(projects) == 5
+    project = client.get_project(projects[0].name)
+    world.post(f"/projects/{project.id}/custom-environments", {"slug": "staging"})
+    (custom,) = client.list_custom_environments(project.id)
+    specs = [
+        EnvSpec(key="P", value="p", type="plain", target=["development"], comment="c"),
+        EnvSpec(key="E", value="e", type="encrypted", target=["preview"], git_branch="b"),
+        EnvSpec(key="S", value="s", type="sensitive", target=["production"]),
+        EnvSpec.model_validate(
+            {"key": "C", "value": "c", "type": "encrypted", "customEnvironmentIds": [custom.id]}
+        ),
+    ]
+    created = client.create_env(project.id, specs)
+    assert created.failed == []
+    assert len(created.created) == 4
+    world.post(
+        f"/projects/{project.id}/env", {"key": "USER_VAR", "value": "x", "target": ["production"]}
+    )
+    listed = client.list_env(project.id)
+    assert {"P", "E", "S", "C"} <= {e.key for e in listed.envs}
+    for var in created.created:
+        assert var.id is not None
+        client.get_env_decrypted(project.id, var.id)
+        client.edit_env(project.id, var.id, EnvPatch(comment="edited"), current=var)
+    config = client.get_configuration(token.installation_id)
+    assert config.id == token.installation_id
+    assert client.list_configurations()
+    assert isinstance(client.get_team(token.team_id), Team)
+    members = client.team_members(token.team_id)
+    assert isinstance(members, list)
+    assert members
+    for var in created.created:
+        assert var.id is not None
+        client.delete_env(project.id, var.id)
