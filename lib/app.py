@@ -10,13 +10,15 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from lib.kv.store import Store, open_store
+from lib.crypto import Keyring
+from lib.kv.client import get_kv
+from lib.kv.store import Store
 from lib.log import set_level
 from lib.provisioning.reconcile import Provisioner
 from lib.provisioning.spec import Spec, load_spec
 from lib.settings import Settings, get_settings
 
-__all__ = ["Services", "get_services", "reset_services"]
+__all__ = ["Services", "get_services", "open_store", "reset_services"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,13 @@ def get_services() -> Services:
                     ),
                 )
     return _services
+
+
+def open_store(settings: Settings) -> Store:
+    """The store for this deployment: the shared KV client and the configured keys."""
+    keyring = Keyring(settings.encryption_key, settings.old_encryption_keys)
+    kv = get_kv(settings.kv.url, settings.kv.token, timeout_s=settings.kv_timeout_s)
+    return Store(kv, keyring, settings.key_prefix)
 
 
 def reset_services() -> None:

@@ -48,7 +48,8 @@ def _config(settings: Settings) -> dict[str, Any]:
 def _kv(settings: Settings) -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        reply = get_kv(settings).call("PING", idempotent=False)
+        kv = get_kv(settings.kv.url, settings.kv.token, timeout_s=settings.kv_timeout_s)
+        reply = kv.ping()
     except KVError as exc:
         return {"ok": False, "error": type(exc).__name__, "detail": str(exc)}
     latency = round((time.perf_counter() - started) * 1000, 2)

@@ -41,7 +41,7 @@ from urllib.parse import urlencode, urlsplit
 from lib.deadline import Deadline
 from lib.kv.client import KVError
 from lib.kv.records import Installation
-from lib.kv.store import Store
+from lib.kv.store import InstallClaim, Store
 from lib.log import get_logger, register_secret
 from lib.provisioning.spec import Spec
 from lib.settings import Settings
@@ -60,7 +60,6 @@ from lib.vercel.oauth import exchange_code
 from lib.vercel.transport import call_timeout
 
 __all__ = [
-    "CODE_TTL_S",
     "STATE_COOKIE",
     "STATE_TTL_S",
     "CallbackParams",
@@ -77,12 +76,8 @@ log = get_logger("install")
 STATE_TTL_S = 600
 STATE_COOKIE = "vi_install"
 # A code "is valid for 30 minutes" (vercel-api.md §1.3): its outcome is remembered as long.
-CODE_TTL_S = 30 * 60
-_CLAIM_TTL_S = 60  # a request that dies mid-exchange frees its code after this
 _WAIT_FOR_PEER_S = 8.0
 _POLL_S = 0.1
-_PENDING = "pending"
-_DONE = "done:"
 
 _PATTERNS = {
     "code": re.compile(r"[A-Za-z0-9._~-]{1,512}"),
@@ -216,34 +211,6 @@ def start_install(
     return url, nonce
 
 
-class _Claim:
-    """What the opening transaction took (the code's claim, the state), and how to give it back.
-
-    Undoing is best effort: it runs on the way out of a failure, often because KV itself
-    failed, and must not hide that failure. What it can't undo expires: the claim after
-    `_CLAIM_TTL_S`, the state after its TTL.
-    """
-
-    def __init__(self, store: Store, code_key: str, state: str | None, raw: str | None) -> None:
-        self._store = store
-        self._code_key = code_key
-        self._state = state
-        self._raw = raw
-
-    def undo(self, *, release_code: bool, restore_state: bool) -> None:
-        commands: list[list[str | int | float]] = []
-        if release_code:
-            commands.append(["DEL", self._code_key])
-        if restore_state and self._state and self._raw is not None:
-            ttl = _state_ttl_left(self._raw)
-            if ttl > 0:
-                key = self._store.key("state", self._state)
-                commands.append(["SET", key, self._raw, "NX", "EX", ttl])
-        if commands:
-            with contextlib.suppress(KVError):
-                self._store.kv.pipeline(commands, idempotent=True)
-
-
 def complete_install(
     params: CallbackParams,
     *,
@@ -259,55 +226,45 @@ def complete_install(
     code already completed it: nothing is exchanged or written then)."""
     cfg = params.configuration_id
     redirect_uri = settings.require("redirect_uri")
-    code_key = store.key("code", hashlib.sha256(params.code.encode()).hexdigest()[:32])
-    commands: list[list[str | int | float]] = [
-        ["SET", code_key, _PENDING, "NX", "GET", "EX", _CLAIM_TTL_S],
-        ["GET", store.key("inst", cfg)],
-    ]
-    if params.state:
-        commands.append(["GETDEL", store.key("state", params.state)])
-    # Atomic, not merely pipelined: two requests with the same link must not split the
-    # code's claim and the state between them (each would then refuse the other).
-    replies = store.kv.transaction(commands)
-    previous, existing_raw = replies[0], replies[1]
-    claim = _Claim(store, code_key, params.state, replies[2] if params.state else None)
+    # Atomic, not merely pipelined: see `Store.claim_install`.
+    claim = store.claim_install(params.code, cfg, params.state)
 
-    if previous is not None:
+    if not claim.ours:
         # A refresh, a double click, two tabs: another request has this code. Its
         # outcome is ours; this request used nothing (a state it took goes back).
-        claim.undo(release_code=False, restore_state=True)
-        _await_peer(store, code_key, str(previous), cfg, deadline)
+        _undo(store, claim, release_code=False, restore_state=True)
+        _await_peer(store, claim, deadline)
         return InstallResult(cfg, params.next, already_installed=True), None, None
 
     try:
-        existing = store.parse_installation(existing_raw, cfg) if existing_raw else None
-        state_payload = _check_state(replies[2], nonce) if params.state else None
+        existing = store.claimed_installation(claim)
+        state_payload = _check_state(claim.state, nonce) if params.state else None
         exchange_deadline = deadline.within(settings.vercel_timeout_s)
         token = _exchange(params, settings, redirect_uri, existing, exchange_deadline, transport)
         if token is None:
             # The code was used before we kept a record of it (or that record expired),
             # and the installation exists: the install worked. Nothing is written.
-            claim.undo(release_code=True, restore_state=True)
+            _undo(store, claim, release_code=True, restore_state=True)
             return InstallResult(cfg, params.next, already_installed=True), None, None
         access = token.access_token.get_secret_value()
         register_secret(access)
         configuration = _read_configuration(access, token, settings, deadline, transport)
         inst = _installation(params, token, store.seal_token(cfg, access), configuration, existing)
-        writes = store.installation_commands(inst)
-        writes += store.secret_commands(cfg, spec.mint_secrets(), only_new=True)
-        if existing is not None and existing.owner_id != inst.owner_id:
-            writes.append(["SREM", store.key("owner", existing.owner_id), cfg])
-        if state_payload is None or "configurationId" not in state_payload:
+        moved = existing is not None and existing.owner_id != inst.owner_id
+        store.complete_install(
+            claim,
+            inst,
+            secrets=spec.mint_secrets(),
+            former_owner=existing.owner_id if existing is not None and moved else None,
             # Pending until the callback's provisioning finishes, so the sweep resumes an
             # interrupted one. (A configuration page's re-verification provisions nothing.)
-            writes.append(store.pending_command(cfg, inst.updated_at))
-        writes.append(["SET", code_key, _done(cfg), "EX", CODE_TTL_S])
-        store.kv.transaction(writes, idempotent=True)
+            pending=state_payload is None or "configurationId" not in state_payload,
+        )
     except InstallError as exc:
-        claim.undo(release_code=True, restore_state=exc.kind != "bad_state")
+        _undo(store, claim, release_code=True, restore_state=exc.kind != "bad_state")
         raise
     except BaseException:
-        claim.undo(release_code=True, restore_state=True)
+        _undo(store, claim, release_code=True, restore_state=True)
         raise
     log.info(
         "installation stored",
@@ -411,27 +368,30 @@ def _state_ttl_left(raw: str | None) -> int:
     return int(left) if left >= 1 else 0
 
 
-def _done(configuration_id: str) -> str:
-    """The code's "done" mark. It names the installation by digest only, so nothing left
-    in KV after an uninstall (the mark lives 30 minutes) contains its id."""
-    return _DONE + hashlib.sha256(configuration_id.encode()).hexdigest()[:24]
+def _undo(store: Store, claim: InstallClaim, *, release_code: bool, restore_state: bool) -> None:
+    """Give back what the claim took (the code, the state).
+
+    Best effort: it runs on the way out of a failure, often because KV itself failed, and
+    must not hide that failure. What it can't undo expires: the code's claim after
+    `CODE_CLAIM_TTL_S`, the state after its TTL.
+    """
+    ttl = _state_ttl_left(claim.state) if restore_state else 0
+    with contextlib.suppress(KVError):
+        store.undo_install_claim(claim, release_code=release_code, restore_state_for_s=ttl)
 
 
-def _await_peer(
-    store: Store, code_key: str, seen: str, configuration_id: str, deadline: Deadline
-) -> None:
+def _await_peer(store: Store, claim: InstallClaim, deadline: Deadline) -> None:
     """Return once the request holding this code has stored its installation."""
     waited = deadline.within(_WAIT_FOR_PEER_S)
-    value: str | None = seen
-    while value == _PENDING and not waited.expired:
+    progress = claim.peer
+    while progress == "pending" and not waited.expired:
         time.sleep(_POLL_S)
-        got = store.kv.call("GET", code_key, idempotent=True)
-        value = None if got is None else str(got)
-    if value == _done(configuration_id):
+        progress = store.install_progress(claim)
+    if progress == "done":
         return
-    if value is not None and value.startswith(_DONE):
+    if progress == "mismatch":
         raise InstallError(400, "mismatch", "This install link does not match its installation.")
-    if value == _PENDING:
+    if progress == "pending":
         raise InstallError(
             409, "in_progress", "This install is still being completed. Reload in a moment."
         )

@@ -59,7 +59,7 @@ __all__ = ["GOALS", "SPEC", "run"]
 PROJECTS = int(os.environ.get("BENCH_PROVISION_PROJECTS", "200"))
 LATENCY_MS = float(os.environ.get("BENCH_PROVISION_LATENCY_MS", "40"))
 NAIVE_SAMPLE = int(os.environ.get("BENCH_PROVISION_NAIVE_SAMPLE", "10"))
-_PAGE = 100  # projects per listing page (lib/vercel.py asks for the maximum)
+_PAGE = 100  # projects per listing page (lib/vercel/client.py asks for the maximum)
 _TOKEN = "bench-kv-token"  # noqa: S105 - a local throwaway gateway
 _SECRET = "bench-client-secret"  # noqa: S105 - the local emulator's client secret
 

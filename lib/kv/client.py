@@ -27,8 +27,6 @@ import httpx
 from upstash_redis import Redis
 from upstash_redis.errors import UpstashError
 
-from lib.settings import Settings
-
 __all__ = [
     "KV",
     "KVCommandError",
@@ -124,6 +122,10 @@ class KV:
         """Several commands in one round trip, applied atomically (MULTI/EXEC)."""
         return self._batch(commands, self._redis.multi, idempotent)
 
+    def ping(self) -> Any:
+        """One PING: whether the store answers (health checks; never retried)."""
+        return self.call("PING", idempotent=False)
+
     def close(self) -> None:
         self._redis._http._client.close()
 
@@ -170,13 +172,13 @@ _shared: KV | None = None
 _shared_lock = threading.Lock()
 
 
-def get_kv(settings: Settings) -> KV:
+def get_kv(url: str, token: str, *, timeout_s: float) -> KV:
     """The process's KV client, created on first use and reused by warm invocations."""
     global _shared
     if _shared is None:
         with _shared_lock:
             if _shared is None:
-                _shared = KV(settings.kv.url, settings.kv.token, timeout_s=settings.kv_timeout_s)
+                _shared = KV(url, token, timeout_s=timeout_s)
     return _shared
 
 

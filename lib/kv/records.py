@@ -48,9 +48,9 @@ class ProjectRecord(BaseModel):
 
     project_id: str
     name: str | None = None
-    # slot ("<key>|<branch>|<n>", see spec.DesiredVar) -> {"id": Vercel env id, "fp": keyed
+    # slot ("<key>|<branch>|<n>", see lib.provisioning.spec.DesiredVar) -> {"id": Vercel env id, "fp": keyed
     # fingerprint of the value we wrote}; entries may also carry "hidden" (targets a var we
-    # cannot list holds) and "seen" (when that was learnt), see provisioning.HIDDEN_RECHECK_S.
+    # cannot list holds) and "seen" (when that was learnt), see lib.provisioning.reconcile.HIDDEN_RECHECK_S.
     env: dict[str, dict[str, str]] = Field(default_factory=dict)
     removed_at: float | None = None
     updated_at: float = Field(default_factory=time.time)

@@ -1,49 +1,137 @@
-"""Installation state in KV: what we know about every installation of the integration.
+"""Installation state in KV: the only module that knows a key or sends a command.
 
-Key layout (every key under the configurable prefix `p`, default `vi:`):
+Everything else asks the store for an operation by its intention (claim an event, store an
+installation with its indexes, …); each operation is one KV round trip unless its
+docstring says otherwise, and multi-key writes that must not be seen half done are one
+MULTI/EXEC transaction (Upstash REST `/multi-exec`:
+https://upstash.com/docs/redis/features/restapi#transactions). Read-only batches are
+pipelines (https://upstash.com/docs/redis/features/restapi#pipelining).
 
-    p:inst:<configurationId>      JSON installation record (token sealed)
+Key layout (every key under the configurable prefix `p`, default `vi:`). This layout and
+the stored values are a compatibility contract with data that deployed versions already
+wrote (tests/lib/kv/test_store.py reads records in exactly this form): change it only
+with a reader for the old form.
+
+    p:inst:<configurationId>      JSON installation record (token sealed), see `records`
     p:owner:<teamId|userId>       SET of configuration ids owned by that scope
     p:all                         SET of every configuration id (sweeps, resync all)
     p:secrets:<configurationId>   HASH name -> sealed per-installation secret
     p:projects:<configurationId>  HASH projectId -> JSON provisioning record
     p:pending                     ZSET configurationId -> when work was left unfinished
     p:event:<eventId>             dedupe mark: "processing:<lease id>" (60 s) or "done" (48 h)
-    p:state:<id>                  one-time install state (consumed with GETDEL)
+    p:state:<id>                  one-time install state, JSON {"browser", "issued",
+                                  ["configurationId"]} (consumed with GETDEL)
     p:code:<sha256(code)[:32]>    claim on an install code: "pending" while one request
                                   exchanges it (60 s), then "done:<sha256(cfg)[:24]>" (30 min)
+
+Sealed values are `v1.<key id>.<base64(nonce + AES-GCM ciphertext)>` (see `lib.crypto`),
+bound to their place by the associated data `token:<cfg>` or `secret:<cfg>:<name>`.
 
 Everything an installation owns is reachable from its configuration id and owner, so
 uninstall can delete it all in one transaction. The owner index is a set, not a
 string, so a late event for an old installation can never erase the mapping of a new
 one on the same scope.
+
+Retries: every operation here is declared idempotent to the KV client (retried once on
+a transport failure) except where its docstring says why not.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets as _secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from lib.crypto import CryptoError, Keyring
-from lib.kv.client import KV, get_kv, set_succeeded
+from lib.kv.client import KV, Arg, set_succeeded
 from lib.kv.records import Installation, ProjectRecord, StoreError, parse_record
 from lib.log import register_secret
-from lib.settings import Settings
 
 __all__ = [
+    "CODE_CLAIM_TTL_S",
+    "CODE_DONE_TTL_S",
     "EVENT_DONE_TTL_S",
+    "EVENT_LEASE_TTL_S",
+    "CodeProgress",
+    "EventClaim",
+    "InstallClaim",
     "Store",
-    "open_store",
+    "Stored",
 ]
 
 # Vercel retries a webhook for 24 h; remember a processed event for twice that.
 EVENT_DONE_TTL_S = 48 * 3600
+# A webhook run that dies keeps its event for at most this long.
+EVENT_LEASE_TTL_S = 60
+# A request that dies mid-exchange frees its install code after this.
+CODE_CLAIM_TTL_S = 60
+# How long a used install code remembers which installation it made.
+CODE_DONE_TTL_S = 30 * 60
+
+_Cmd = list[Arg]
+
+_EVENT_DONE = "done"
+_LEASE = "processing:"
+_CODE_PENDING = "pending"
+_CODE_DONE = "done:"
+
+CodeProgress = Literal["pending", "done", "mismatch", "gone"]
+"""Where another request's use of an install code stands: still exchanging, done for
+this installation, done for another one, or given up (its claim deleted or expired)."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An installation as read, with whether it has unfinished work."""
+
+    installation: Installation
+    pending: bool
+
+
+@dataclass(frozen=True)
+class EventClaim:
+    """The outcome of `Store.claim_event`.
+
+    `status` is "ours" (this run holds the lease), "done" (processed before: a
+    redelivery) or "busy" (another run holds the lease). The installation lookup made in
+    the same round trip is read with `Store.event_installations`.
+    """
+
+    event_id: str
+    status: Literal["ours", "done", "busy"]
+    configuration_id: str | None
+    _found: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class InstallClaim:
+    """The outcome of `Store.claim_install`: the code's claim and the state it consumed.
+
+    `ours` is False when another request already holds the code; `peer` then says where
+    it stood. `state` is the raw one-time state taken (None when there was none or it was
+    used), kept raw so that `Store.undo_install_claim` can put it back byte for byte; the
+    installation already stored is read with `Store.claimed_installation`.
+    """
+
+    configuration_id: str
+    ours: bool
+    peer: CodeProgress
+    state: str | None
+    _code_key: str
+    _state_key: str | None
+    _existing_raw: str | None
 
 
 class Store:
-    """Typed access to installation state. All multi-key work is one round trip."""
+    """Typed access to installation state. All multi-key work is one round trip.
+
+    `kv` is the client the store sends through; tests spy on it and corrupt records
+    through it. Nothing outside this package calls it.
+    """
 
     def __init__(self, kv: KV, keyring: Keyring, prefix: str = "vi:") -> None:
         self.kv = kv
@@ -57,7 +145,11 @@ class Store:
     # -- keys ---------------------------------------------------------------------------
 
     def key(self, kind: str, ident: str = "") -> str:
+        """The key of one item of the layout above (tests use it to reach raw records)."""
         return f"{self._p}{kind}:{ident}" if ident else f"{self._p}{kind}"
+
+    def _code_key(self, code: str) -> str:
+        return self.key("code", hashlib.sha256(code.encode()).hexdigest()[:32])
 
     # -- installations --------------------------------------------------------------------
 
@@ -78,7 +170,7 @@ class Store:
 
     @staticmethod
     def parse_installation(raw: str, configuration_id: str) -> Installation:
-        """An installation record read by a caller's own pipeline."""
+        """An installation record in its stored JSON form (raises `StoreError`)."""
         return parse_record(Installation, raw, configuration_id)
 
     def load(
@@ -102,23 +194,36 @@ class Store:
         }
         return inst, secrets, projects
 
-    def installation_commands(self, installation: Installation) -> list[list[str | int | float]]:
-        """The writes that store `installation` and its indexes (compose into a transaction)."""
+    def _resealed(self, installation: Installation) -> Installation:
+        """The record with its token sealed by the current key: a token sealed with a
+        retired key is resealed whenever its installation is written (key rotation)."""
+        if not self._keyring.needs_reseal(installation.sealed_token):
+            return installation
+        cfg = installation.configuration_id
+        token = self._keyring.open_text(installation.sealed_token, aad=f"token:{cfg}")
+        return installation.model_copy(update={"sealed_token": self.seal_token(cfg, token)})
+
+    def _installation_writes(self, installation: Installation) -> list[_Cmd]:
         cfg = installation.configuration_id
         return [
-            ["SET", self.key("inst", cfg), installation.model_dump_json()],
+            ["SET", self.key("inst", cfg), self._resealed(installation).model_dump_json()],
             ["SADD", self.key("owner", installation.owner_id), cfg],
             ["SADD", self.key("all"), cfg],
         ]
 
     def save_installation(
-        self, installation: Installation, *, secrets: Mapping[str, str] | None = None
+        self,
+        installation: Installation,
+        *,
+        secrets: Mapping[str, str] | None = None,
+        former_owners: Sequence[str] = (),
     ) -> None:
-        """Store the record, its indexes and any new secrets atomically."""
-        commands = self.installation_commands(installation)
-        commands += self.secret_commands(
-            installation.configuration_id, secrets or {}, only_new=True
-        )
+        """Store the record, its indexes and any new secrets in one transaction; the
+        installation leaves the owner index of each of `former_owners` (a transfer)."""
+        cfg = installation.configuration_id
+        commands = self._installation_writes(installation)
+        commands += self._secret_writes(cfg, secrets or {}, only_new=True)
+        commands += [["SREM", self.key("owner", old), cfg] for old in former_owners]
         self.kv.transaction(commands, idempotent=True)
 
     def set_status(
@@ -133,7 +238,7 @@ class Store:
             return None
         if inst.status == status and inst.status_reason == reason:
             return inst
-        inst = inst.model_copy(
+        inst = self._resealed(inst).model_copy(
             update={"status": status, "status_reason": reason, "updated_at": time.time()}
         )
         # SET XX: never recreate a record that an uninstall deleted meanwhile.
@@ -143,15 +248,29 @@ class Store:
         return inst
 
     def installations_for_owner(self, owner_id: str) -> list[str]:
+        """The owner index of one team or user, sorted."""
         members = self.kv.call("SMEMBERS", self.key("owner", owner_id), idempotent=True)
         return sorted(members or [])
 
     def all_installations(self) -> list[str]:
         return sorted(self.kv.call("SMEMBERS", self.key("all"), idempotent=True) or [])
 
+    def installations(self, configuration_ids: Sequence[str]) -> list[Stored]:
+        """The installations that exist among `configuration_ids`, in that order, with
+        their pending marks: one round trip."""
+        commands: list[_Cmd] = []
+        for cfg in configuration_ids:
+            commands += [["GET", self.key("inst", cfg)], ["ZSCORE", self.key("pending"), cfg]]
+        replies = self.kv.pipeline(commands, idempotent=True)
+        return [
+            Stored(self.parse_installation(replies[2 * n], cfg), replies[2 * n + 1] is not None)
+            for n, cfg in enumerate(configuration_ids)
+            if replies[2 * n]
+        ]
+
     def delete_installation(self, configuration_id: str, owner_ids: list[str]) -> None:
         """Remove every key of the installation in one transaction."""
-        commands: list[list[str | int | float]] = [
+        commands: list[_Cmd] = [
             ["DEL", self.key("inst", configuration_id)],
             ["DEL", self.key("secrets", configuration_id)],
             ["DEL", self.key("projects", configuration_id)],
@@ -163,9 +282,9 @@ class Store:
 
     # -- per-installation secrets ---------------------------------------------------------
 
-    def secret_commands(
+    def _secret_writes(
         self, configuration_id: str, secrets: Mapping[str, str], *, only_new: bool
-    ) -> list[list[str | int | float]]:
+    ) -> list[_Cmd]:
         op = "HSETNX" if only_new else "HSET"
         key = self.key("secrets", configuration_id)
         return [
@@ -192,18 +311,18 @@ class Store:
 
     def set_secrets(self, configuration_id: str, secrets: Mapping[str, str]) -> None:
         """Replace secrets (rotation)."""
-        commands = self.secret_commands(configuration_id, secrets, only_new=False)
+        commands = self._secret_writes(configuration_id, secrets, only_new=False)
         if commands:
             self.kv.pipeline(commands, idempotent=True)
 
     def add_secrets(self, configuration_id: str, secrets: Mapping[str, str]) -> None:
         """Add secrets that don't exist yet; concurrent minters agree on the first value."""
-        commands = self.secret_commands(configuration_id, secrets, only_new=True)
+        commands = self._secret_writes(configuration_id, secrets, only_new=True)
         if commands:
             self.kv.pipeline(commands, idempotent=True)
 
     def fingerprint_key(self) -> bytes:
-        """The key for value fingerprints (see `env_plan.fingerprint`)."""
+        """The key for value fingerprints (see `lib.provisioning.plan.fingerprint`)."""
         return self._keyring.derive("fingerprint")
 
     # -- provisioning records -------------------------------------------------------------
@@ -226,10 +345,7 @@ class Store:
 
     # -- unfinished work -------------------------------------------------------------------
 
-    def pending_command(
-        self, configuration_id: str, when: float | None = None
-    ) -> list[str | int | float]:
-        """The write that marks unfinished work (compose into a transaction)."""
+    def _pending_write(self, configuration_id: str, when: float | None = None) -> _Cmd:
         return [
             "ZADD",
             self.key("pending"),
@@ -238,7 +354,7 @@ class Store:
         ]
 
     def mark_pending(self, configuration_id: str) -> None:
-        self.kv.call(*self.pending_command(configuration_id), idempotent=True)
+        self.kv.call(*self._pending_write(configuration_id), idempotent=True)
 
     def clear_pending(self, configuration_id: str) -> None:
         self.kv.call("ZREM", self.key("pending"), configuration_id, idempotent=True)
@@ -255,13 +371,81 @@ class Store:
             self.kv.call("ZRANGE", self.key("pending"), 0, limit - 1, idempotent=True) or []
         )
 
+    def settle_reconcile(self, configuration_id: str, *, pending: bool) -> tuple[bool, bool]:
+        """After a reconcile, in one round trip: mark the installation pending (when
+        `pending`) or read whether it is, and check that it still exists (an uninstall may
+        have landed meanwhile). Returns (exists, was marked pending before)."""
+        mark = (
+            self._pending_write(configuration_id)
+            if pending
+            else ["ZSCORE", self.key("pending"), configuration_id]
+        )
+        exists, marked = self.kv.pipeline(
+            [["EXISTS", self.key("inst", configuration_id)], mark], idempotent=True
+        )
+        return bool(exists), not pending and marked is not None
+
     # -- webhook dedupe ---------------------------------------------------------------------
+
+    def claim_event(
+        self, event_id: str, *, configuration_id: str | None, owner_id: str | None
+    ) -> EventClaim:
+        """Take the event's lease and look its installation up, in one round trip: the
+        installation and its pending mark when the event names a configuration, else the
+        owner's index (read with `event_installations`, one more round trip)."""
+        lease = _LEASE + _secrets.token_hex(8)
+        claim: _Cmd = ["SET", self.key("event", event_id), lease]
+        claim += ["NX", "GET", "EX", EVENT_LEASE_TTL_S]
+        lookup: list[_Cmd]
+        if configuration_id:
+            lookup = [
+                ["GET", self.key("inst", configuration_id)],
+                ["ZSCORE", self.key("pending"), configuration_id],
+            ]
+        else:
+            lookup = [["SMEMBERS", self.key("owner", owner_id or "")]]
+        # Idempotent although SET NX is not: the lease value is ours alone, so a replay
+        # after a lost answer sees it and knows the claim succeeded.
+        previous, *found = self.kv.pipeline([claim, *lookup], idempotent=True)
+        status: Literal["ours", "done", "busy"] = (
+            "done"
+            if previous == _EVENT_DONE
+            else "busy"
+            if previous is not None and previous != lease
+            else "ours"
+        )
+        return EventClaim(event_id, status, configuration_id or None, tuple(found))
+
+    def event_installations(self, claim: EventClaim) -> list[Stored]:
+        """The installations an event claimed by `claim_event` is about (no round trip
+        when it named a configuration; one when it named only an owner)."""
+        if claim.configuration_id:
+            raw, score = claim._found
+            if not raw:
+                return []
+            inst = self.parse_installation(raw, claim.configuration_id)
+            return [Stored(inst, score is not None)]
+        ids = sorted(claim._found[0] or [])
+        return self.installations(ids) if ids else []
+
+    def settle_event(
+        self, event_id: str, *, done: bool, still_installed: Sequence[str] = ()
+    ) -> list[bool]:
+        """Mark the event done (or give its lease back for a redelivery when not `done`)
+        and, in the same round trip, tell which of `still_installed` still exist."""
+        key = self.key("event", event_id)
+        mark: _Cmd = ["SET", key, _EVENT_DONE, "EX", EVENT_DONE_TTL_S] if done else ["DEL", key]
+        replies = self.kv.pipeline(
+            [mark, *(["EXISTS", self.key("inst", cfg)] for cfg in still_installed)],
+            idempotent=True,
+        )
+        return [bool(r) for r in replies[1:]]
 
     def release_event(self, event_id: str) -> None:
         """Give up a lease so Vercel's redelivery can run the event again."""
         self.kv.call("DEL", self.key("event", event_id), idempotent=True)
 
-    # -- one-time states ----------------------------------------------------------------------
+    # -- one-time states and install codes ----------------------------------------------------
 
     def put_state(self, state_id: str, payload: Mapping[str, Any], ttl_s: int) -> bool:
         """Store a one-time state; False if the id already exists (never overwrite)."""
@@ -270,13 +454,86 @@ class Store:
         )
         return set_succeeded(ok)
 
-    def take_state(self, state_id: str) -> dict[str, Any] | None:
-        """Consume a state: the first caller gets it, every later caller gets None."""
-        raw = self.kv.call("GETDEL", self.key("state", state_id))
-        if raw is None:
-            return None
-        value = json.loads(raw)
-        return value if isinstance(value, dict) else None
+    def claim_install(self, code: str, configuration_id: str, state_id: str | None) -> InstallClaim:
+        """Claim an install code, read the installation and consume the one-time state, in
+        one transaction: two requests with the same link must not split the code's claim
+        and the state between them (each would then refuse the other). Not retried: the
+        GETDEL of a replay would find the state gone."""
+        code_key = self._code_key(code)
+        state_key = self.key("state", state_id) if state_id else None
+        commands: list[_Cmd] = [
+            ["SET", code_key, _CODE_PENDING, "NX", "GET", "EX", CODE_CLAIM_TTL_S],
+            ["GET", self.key("inst", configuration_id)],
+        ]
+        if state_key:
+            commands.append(["GETDEL", state_key])
+        replies = self.kv.transaction(commands)
+        previous, existing_raw = replies[0], replies[1]
+        return InstallClaim(
+            configuration_id=configuration_id,
+            ours=previous is None,
+            peer=self._progress(previous, configuration_id),
+            state=replies[2] if state_key else None,
+            _code_key=code_key,
+            _state_key=state_key,
+            _existing_raw=existing_raw,
+        )
+
+    def claimed_installation(self, claim: InstallClaim) -> Installation | None:
+        """The installation stored when the code was claimed (raises `StoreError`)."""
+        raw = claim._existing_raw
+        return self.parse_installation(raw, claim.configuration_id) if raw else None
+
+    def install_progress(self, claim: InstallClaim) -> CodeProgress:
+        """Where the request holding this code stands now (one GET)."""
+        got = self.kv.call("GET", claim._code_key, idempotent=True)
+        return self._progress(got, claim.configuration_id)
+
+    @staticmethod
+    def _progress(value: Any, configuration_id: str) -> CodeProgress:
+        if value is None:
+            return "gone"
+        text = str(value)
+        if text == _CODE_PENDING:
+            return "pending"
+        if text == _code_done(configuration_id):
+            return "done"
+        return "mismatch" if text.startswith(_CODE_DONE) else "gone"
+
+    def undo_install_claim(
+        self, claim: InstallClaim, *, release_code: bool, restore_state_for_s: int
+    ) -> None:
+        """Give back what `claim_install` took, in one round trip: the code (when
+        `release_code`) and the state for its remaining lifetime (when > 0)."""
+        commands: list[_Cmd] = []
+        if release_code:
+            commands.append(["DEL", claim._code_key])
+        if claim._state_key and claim.state is not None and restore_state_for_s > 0:
+            commands.append(["SET", claim._state_key, claim.state, "NX", "EX", restore_state_for_s])
+        if commands:
+            self.kv.pipeline(commands, idempotent=True)
+
+    def complete_install(
+        self,
+        claim: InstallClaim,
+        installation: Installation,
+        *,
+        secrets: Mapping[str, str],
+        former_owner: str | None,
+        pending: bool,
+    ) -> None:
+        """Store a new or refreshed installation in one transaction: the record and its
+        indexes, the secrets it lacks, leaving `former_owner`'s index, the pending mark
+        (provisioning still to do) and the code's "done" mark."""
+        cfg = installation.configuration_id
+        writes = self._installation_writes(installation)
+        writes += self._secret_writes(cfg, secrets, only_new=True)
+        if former_owner is not None:
+            writes.append(["SREM", self.key("owner", former_owner), cfg])
+        if pending:
+            writes.append(self._pending_write(cfg, installation.updated_at))
+        writes.append(["SET", claim._code_key, _code_done(cfg), "EX", CODE_DONE_TTL_S])
+        self.kv.transaction(writes, idempotent=True)
 
 
 def _pairs(raw: Any) -> dict[str, str]:
@@ -288,7 +545,7 @@ def _pairs(raw: Any) -> dict[str, str]:
     return {str(raw[i]): str(raw[i + 1]) for i in range(0, len(raw) - 1, 2)}
 
 
-def open_store(settings: Settings) -> Store:
-    """The store for this deployment: the shared KV client and the configured keys."""
-    keyring = Keyring(settings.encryption_key, settings.old_encryption_keys)
-    return Store(get_kv(settings), keyring, settings.key_prefix)
+def _code_done(configuration_id: str) -> str:
+    """The code's "done" mark. It names the installation by digest only, so nothing left
+    in KV after an uninstall (the mark lives 30 minutes) contains its id."""
+    return _CODE_DONE + hashlib.sha256(configuration_id.encode()).hexdigest()[:24]

@@ -1,6 +1,6 @@
 """Reconciling env vars: make every reachable project match the spec, and say what happened.
 
-Per project, one list call tells us the actual state; `env_plan.plan` decides; this module
+Per project, one list call tells us the actual state; `lib.provisioning.plan.plan` decides; this module
 applies the plan (deletes, PATCHes by id, then ONE batched create) and records what we
 wrote. Because every run plans from Vercel's actual state, it can be killed at any step
 and the next run converges: a var created but not recorded is found by the list and
@@ -226,14 +226,7 @@ class Provisioner:
                 self.store.set_status(cfg, "active", None)
         # One round trip: the pending mark (or a read of it), and whether the installation
         # still exists — an uninstall may have landed while this run was writing.
-        mark = (
-            self.store.pending_command(cfg)
-            if report.pending
-            else ["ZSCORE", self.store.key("pending"), cfg]
-        )
-        exists, pending = self.store.kv.pipeline(
-            [["EXISTS", self.store.key("inst", cfg)], mark], idempotent=True
-        )
+        exists, was_pending = self.store.settle_reconcile(cfg, pending=report.pending)
         if not exists:
             self.store.delete_installation(cfg, [inst.owner_id])  # sweep what this run wrote
             report.outcome, report.reason, report.pending = (
@@ -242,7 +235,7 @@ class Provisioner:
                 False,
             )
             return
-        if not report.pending and pending is not None:  # read first: a no-op run writes nothing
+        if was_pending:  # read first: a no-op run writes nothing
             self.store.clear_pending(cfg)
         log.info(
             "reconciled installation",

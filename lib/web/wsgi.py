@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
-from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
 from wsgiref.types import StartResponse, WSGIEnvironment
@@ -32,6 +32,7 @@ __all__ = [
     "Response",
     "bearer_matches",
     "endpoint",
+    "parse_cookies",
 ]
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -88,11 +89,6 @@ class Request:
         host = self.host.rsplit(":", 1)[0] if not self.host.startswith("[") else self.host
         return host in ("localhost", "127.0.0.1", "[::1]") or host.startswith("[::1]")
 
-    @property
-    def scheme(self) -> str:
-        forwarded = self.headers.get("x-forwarded-proto", "")
-        return forwarded.split(",")[0].strip() or self._environ.get("wsgi.url_scheme", "http")
-
     def arg(self, name: str) -> str | None:
         """The single value of query parameter `name`; repeated parameters are refused."""
         values = self.query.get(name)
@@ -104,12 +100,7 @@ class Request:
 
     @property
     def cookies(self) -> dict[str, str]:
-        jar: SimpleCookie = SimpleCookie()
-        try:
-            jar.load(self.headers.get("cookie", ""))
-        except Exception:  # a malformed cookie header is the client's problem, not a 500
-            return {}
-        return {name: morsel.value for name, morsel in jar.items()}
+        return parse_cookies(self.headers.get("cookie", ""))
 
     def body(self) -> bytes:
         """The raw body, refused with 413 before reading when it is larger than allowed."""
@@ -208,6 +199,42 @@ class Response:
 
 
 Handler = Callable[[Request], Response]
+
+
+_COOKIE_ESCAPE = re.compile(r"\\(?:([0-3][0-7]{2})|(.))", re.DOTALL)
+
+
+def parse_cookies(header: str) -> dict[str, str]:
+    """A Cookie header as browsers really send it, read leniently: browsers send back
+    whatever a page's script stored, not only the strict grammar of RFC 6265 section 4.2.
+    `;`-separated pairs, split at the first `=`, names and values stripped, a pair without
+    `=` a value with an empty name (how browsers store `document.cookie = "flag"`), a
+    DQUOTE-wrapped value unwrapped (with the escapes Python's own cookie writer uses), and
+    the last of a repeated name kept.
+
+    `http.cookies.SimpleCookie` refuses the whole header when one pair is odd (a space in
+    a value, JSON, a bare flag), and a person with any such cookie on the domain would lose
+    the install state and the configuration session. See
+    https://www.rfc-editor.org/rfc/rfc6265#section-4.2.1 and
+    https://www.rfc-editor.org/rfc/rfc6265#section-5.4, and Starlette's `cookie_parser`
+    (https://github.com/encode/starlette/blob/master/starlette/requests.py), which reads
+    cookies the same way.
+    """
+    cookies: dict[str, str] = {}
+    for chunk in header.split(";"):
+        name, eq, value = chunk.partition("=")
+        if not eq:
+            name, value = "", name
+        name, value = name.strip(), value.strip()
+        if name or value:
+            cookies[name] = _unquote(value)
+    return cookies
+
+
+def _unquote(value: str) -> str:
+    if len(value) < 2 or value[0] != '"' or value[-1] != '"':
+        return value
+    return _COOKIE_ESCAPE.sub(lambda m: chr(int(m[1], 8)) if m[1] else m[2], value[1:-1])
 
 
 def _status_line(status: int) -> str:

@@ -219,10 +219,8 @@ def on_transferred(
     moved = inst.model_copy(
         update={"team_id": new_team, "owner_id": new_owner, "updated_at": time.time()}
     )
-    commands = svc.store.installation_commands(moved)
-    for old in {inst.owner_id, event.text("previousTeamId")} - {new_owner, None}:
-        commands.append(["SREM", svc.store.key("owner", str(old)), inst.configuration_id])
-    svc.store.kv.transaction(commands, idempotent=True)
+    former = {inst.owner_id, event.text("previousTeamId")} - {new_owner, None}
+    svc.store.save_installation(moved, former_owners=[str(old) for old in former])
     try:
         moved = _refresh(event, Target(moved, target.pending), svc, deadline)
     except _Transient:

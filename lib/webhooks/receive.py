@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +28,6 @@ from lib.app import Services
 from lib.crypto import verify_hmac_sha1
 from lib.deadline import Deadline
 from lib.kv.client import KVError
-from lib.kv.store import EVENT_DONE_TTL_S
 from lib.log import get_logger
 from lib.webhooks.handlers import HANDLERS, Event, Outcome, Target
 
@@ -39,8 +37,6 @@ log = get_logger("webhook")
 
 # Longer than one handler run (the function's budget is 22 s); short enough that the
 # event of a run that died is retried soon.
-_LEASE_S = 60
-_DONE = "done"
 _REMOVED = "integration-configuration.removed"
 
 _UPGRADED = "integration-configuration.permission-upgraded"
@@ -152,14 +148,15 @@ def receive(body: bytes, signature: str | None, services: Services, deadline: De
 
 def _dispatch(event: Event, services: Services, deadline: Deadline) -> Reply:
     store = services.store
-    lease = f"processing:{secrets.token_hex(8)}"
-    previous, found = _claim(event, lease, services)
-    if previous == _DONE:
+    claim = store.claim_event(
+        event.id, configuration_id=event.configuration_id, owner_id=event.owner_id
+    )
+    if claim.status == "done":
         return Reply(200, {"status": "duplicate"})
-    if previous is not None and previous != lease:
+    if claim.status == "busy":
         return Reply(503, {"status": "in progress"}, retry_after=15)
     try:
-        targets = _targets(event, found, services)
+        targets = [Target(s.installation, s.pending) for s in store.event_installations(claim)]
         outcome = _settle(event, targets, _run(event, targets, services, deadline), services)
     except BaseException:
         store.release_event(event.id)
@@ -168,48 +165,6 @@ def _dispatch(event: Event, services: Services, deadline: Deadline) -> Reply:
         return Reply(503, {"status": "retry"}, retry_after=30)
     log.info("event handled", extra={"type": event.type, "event_id": event.id, "outcome": outcome})
     return Reply(200, {"status": outcome})
-
-
-def _claim(event: Event, lease: str, services: Services) -> tuple[Any, list[Any]]:
-    """Take the lease and look the installation up, in one round trip. Returns the
-    lease's previous value and the lookup's replies."""
-    store = services.store
-    claim: list[str | int | float] = ["SET", store.key("event", event.id), lease]
-    claim += ["NX", "GET", "EX", _LEASE_S]
-    cfg = event.configuration_id
-    lookup: list[list[str | int | float]]
-    if cfg:
-        lookup = [["GET", store.key("inst", cfg)], ["ZSCORE", store.key("pending"), cfg]]
-    else:
-        lookup = [["SMEMBERS", store.key("owner", event.owner_id or "")]]
-    # Idempotent although SET NX is not: the lease value is ours alone, so a replay
-    # after a lost answer sees it and knows the claim succeeded.
-    previous, *found = store.kv.pipeline([claim, *lookup], idempotent=True)
-    return previous, found
-
-
-def _targets(event: Event, found: list[Any], services: Services) -> list[Target]:
-    store = services.store
-    cfg = event.configuration_id
-    if cfg:
-        raw, score = found
-        return [_stored(raw, score, cfg, services)] if raw else []
-    ids = sorted(found[0] or [])
-    if not ids:
-        return []
-    commands: list[list[str | int | float]] = []
-    for i in ids:
-        commands += [["GET", store.key("inst", i)], ["ZSCORE", store.key("pending"), i]]
-    replies = store.kv.pipeline(commands, idempotent=True)
-    return [
-        _stored(replies[2 * n], replies[2 * n + 1], i, services)
-        for n, i in enumerate(ids)
-        if replies[2 * n]
-    ]
-
-
-def _stored(raw: Any, score: Any, cfg: str, services: Services) -> Target:
-    return Target(services.store.parse_installation(raw, cfg), pending=score is not None)
 
 
 def _run(event: Event, targets: list[Target], services: Services, deadline: Deadline) -> Outcome:
@@ -231,16 +186,13 @@ def _settle(event: Event, targets: list[Target], outcome: Outcome, services: Ser
     """Mark the event done (or give the lease back for a retry), in the same round trip
     checking that its installations still exist; sweep up after any that vanished."""
     store = services.store
-    key = store.key("event", event.id)
-    mark: list[str | int | float] = ["SET", key, _DONE, "EX", EVENT_DONE_TTL_S]
-    if outcome == "retry":
-        mark = ["DEL", key]
     check = targets if event.type != _REMOVED else []
-    replies = store.kv.pipeline(
-        [mark, *(["EXISTS", store.key("inst", t.installation.configuration_id)] for t in check)],
-        idempotent=True,
+    exists = store.settle_event(
+        event.id,
+        done=outcome != "retry",
+        still_installed=[t.installation.configuration_id for t in check],
     )
-    vanished = [t.installation for t, exists in zip(check, replies[1:], strict=True) if not exists]
+    vanished = [t.installation for t, there in zip(check, exists, strict=True) if not there]
     for inst in vanished:
         owners = {inst.owner_id, event.owner_id, event.text("newTeamId")}
         store.delete_installation(inst.configuration_id, sorted(o for o in owners if o))

@@ -20,8 +20,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from lib.crypto import CryptoError, Keyring
-from lib.install import CODE_TTL_S, STATE_COOKIE, STATE_TTL_S
+from lib.install import STATE_COOKIE, STATE_TTL_S
 from lib.kv.records import Installation
+from lib.kv.store import CODE_DONE_TTL_S as CODE_TTL_S
 from lib.kv.store import Store
 from lib.settings import EncryptionKey
 
@@ -405,9 +406,9 @@ def test_concurrent_double_callback_exchanges_once(
     waits: list[str] = []
     real_wait = lib.install._await_peer
 
-    def await_peer(store: Any, key: str, seen: str, *args: Any) -> None:
-        waits.append(seen)
-        real_wait(store, key, seen, *args)
+    def await_peer(store: Any, claim: Any, *args: Any) -> None:
+        waits.append(claim.peer)
+        real_wait(store, claim, *args)
 
     monkeypatch.setattr(lib.install, "_await_peer", await_peer)
     w = world(e2e)

@@ -34,7 +34,7 @@ from tests.api.test_webhook import (
 from tests.conftest import E2E
 
 # Injected "timeouts" hold the connection this long, then drop it (the client's own read
-# timeout is proven in tests/lib/test_vercel.py; here it would only make the story slow).
+# timeout is proven in tests/lib/vercel/test_client.py; here it would only make the story slow).
 HELD_S = 1.0
 # Vercel's retry window (24 h, base 60 s, doubling) compressed to about 12 s.
 TIME_SCALE = 0.0002

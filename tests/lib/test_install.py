@@ -439,6 +439,11 @@ def test_configuration_unreadable_keeps_what_we_knew(
     assert saved.project_selection == "all"
 
 
+def done_mark(configuration_id: str) -> str:
+    """A used code's mark exactly as deployed versions store it (see lib.kv.store)."""
+    return "done:" + hashlib.sha256(configuration_id.encode()).hexdigest()[:24]
+
+
 def hold_code(store: Store, code: str, value: str) -> str:
     key = store.key("code", hashlib.sha256(code.encode()).hexdigest()[:32])
     store.kv.call("SET", key, value, "EX", 60)
@@ -460,7 +465,7 @@ def test_a_peer_finishing_is_awaited_without_exchanging(
 ) -> None:
     store = unit[0]
     key = hold_code(store, "code1", "pending")
-    peer = later(0.3, lambda: store.kv.call("SET", key, install._done(CFG)))
+    peer = later(0.3, lambda: store.kv.call("SET", key, done_mark(CFG)))
     result, inst, state = run(unit, vercel)
     peer.join()
     assert result.already_installed is True
@@ -499,7 +504,7 @@ def test_a_peer_that_failed_is_a_409_that_a_reload_retries(
 def test_a_code_done_for_another_configuration_is_a_mismatch(
     kv: Any, unit: Any, vercel: FakeVercel
 ) -> None:
-    hold_code(unit[0], "code1", install._done("icfg_other"))
+    hold_code(unit[0], "code1", done_mark("icfg_other"))
     with pytest.raises(InstallError) as caught:
         run(unit, vercel)
     assert caught.value.kind == "mismatch"
@@ -513,7 +518,7 @@ def test_a_state_taken_by_a_repeat_goes_back(kv: Any, unit: Any, vercel: FakeVer
     _, nonce = start_install(store, settings_, nonce=None)
     [state_key] = [k for k in keys(kv) if k.startswith("vi:state:")]
     state = state_key.split(":", 2)[2]
-    hold_code(store, "code1", install._done(CFG))
+    hold_code(store, "code1", done_mark(CFG))
     before = keys(kv)
     result, inst, payload = run(unit, vercel, state=state, nonce=nonce)
     assert result.already_installed

@@ -1,4 +1,4 @@
-"""lib/store.py over the real SDK, the KV gateway and Redis."""
+"""lib/kv/store.py over the real SDK, the KV gateway and Redis."""
 
 import json
 import threading
@@ -145,16 +145,16 @@ def test_one_time_state_is_consumed_once(store: Store) -> None:
     takers: list[object] = []
     barrier = threading.Barrier(6)
 
-    def take() -> None:
+    def take(n: int) -> None:
         barrier.wait()
-        takers.append(store.take_state("st_1"))
+        takers.append(store.claim_install(f"code-{n}", "icfg_1", "st_1").state)
 
-    threads = [threading.Thread(target=take) for _ in range(6)]
+    threads = [threading.Thread(target=take, args=(n,)) for n in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert [t for t in takers if t is not None] == [{"b": "x"}]
+    assert [t for t in takers if t is not None] == ['{"b": "x"}']
 
 
 def test_pending_is_oldest_first(store: Store) -> None:
@@ -204,3 +204,145 @@ def test_unsealed_values_are_redacted_from_logs(store: Store, capsys) -> None:
     assert token not in out
     assert secret not in out
     assert inst.sealed_token not in out  # the field name and the v1. shape are both masked
+
+
+# -- compatibility: records exactly as deployed versions stored them -------------------------
+
+
+def _sealed(key: EncryptionKey, plaintext: str, aad: str) -> str:
+    """A sealed value built from the documented format, not by the code under test:
+    v1.<key id>.<base64url(nonce + AES-GCM(plaintext, aad="v1|<key id>|<aad>"))>."""
+    import base64
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = bytes(12)
+    box = AESGCM(key.key).encrypt(nonce, plaintext.encode(), f"v1|{key.key_id}|{aad}".encode())
+    return f"v1.{key.key_id}." + base64.urlsafe_b64encode(nonce + box).decode().rstrip("=")
+
+
+def test_reads_every_record_in_the_stored_form_of_deployed_versions(store: Store) -> None:
+    """The key layout documented in lib/kv/store.py is a contract with data already in
+    KV: each key is written here raw, byte for byte as earlier versions wrote it (an
+    unknown field included, as a newer version might add), and read through the store."""
+    import hashlib
+
+    raw = store.kv.call
+    token = _sealed(KEY, "vca_old_token", "token:icfg_1")
+    raw(
+        "SET",
+        "t:inst:icfg_1",
+        '{"configuration_id":"icfg_1","owner_id":"team_1","team_id":"team_1",'
+        '"user_id":"user_1","sealed_token":"' + token + '","scopes":["read:project"],'
+        '"source":"marketplace","project_selection":"selected","project_ids":["prj_1"],'
+        '"status":"paused","status_reason":"missing scope","created_at":1700000000.5,'
+        '"updated_at":1700000100.25,"a_field_from_the_future":1}',
+    )
+    raw("SADD", "t:owner:team_1", "icfg_1")
+    raw("SADD", "t:all", "icfg_1")
+    raw("ZADD", "t:pending", 1700000200, "icfg_1")
+    raw("HSET", "t:secrets:icfg_1", "webhook", _sealed(KEY, "s3cret", "secret:icfg_1:webhook"))
+    raw(
+        "HSET",
+        "t:projects:icfg_1",
+        "prj_1",
+        '{"project_id":"prj_1","name":"web","env":{"API_URL|*|0":{"id":"env_1","fp":"ab12"},'
+        '"TOKEN||1":{"id":"env_2","fp":"cd34","hidden":"preview","seen":"1700000000"}},'
+        '"removed_at":null,"updated_at":1700000150.0}',
+    )
+    raw("SET", "t:event:evt_done", "done")
+    raw("SET", "t:event:evt_busy", "processing:0123456789abcdef")
+    code_mark = "done:" + hashlib.sha256(b"icfg_1").hexdigest()[:24]
+    raw("SET", "t:code:" + hashlib.sha256(b"code_1").hexdigest()[:32], code_mark)
+    state = '{"browser": "' + "b" * 64 + '", "issued": 1700000000, "configurationId": "icfg_1"}'
+    raw("SET", "t:state:st_1", state)
+
+    inst, secrets, projects = store.load("icfg_1")
+    assert inst is not None
+    assert (inst.owner_id, inst.team_id, inst.user_id) == ("team_1", "team_1", "user_1")
+    assert (inst.status, inst.status_reason, inst.source) == (
+        "paused",
+        "missing scope",
+        "marketplace",
+    )
+    assert (inst.project_selection, inst.project_ids) == ("selected", ["prj_1"])
+    assert (inst.created_at, inst.updated_at) == (1700000000.5, 1700000100.25)
+    assert store.token(inst) == "vca_old_token"
+    assert secrets == {"webhook": "s3cret"}
+    assert projects["prj_1"].env["TOKEN||1"]["hidden"] == "preview"
+    assert projects["prj_1"].env["API_URL|*|0"] == {"id": "env_1", "fp": "ab12"}
+    assert store.installations_for_owner("team_1") == ["icfg_1"]
+    assert store.all_installations() == ["icfg_1"]
+    assert store.pending() == ["icfg_1"]
+
+    assert store.claim_event("evt_done", configuration_id="icfg_1", owner_id=None).status == "done"
+    assert store.claim_event("evt_busy", configuration_id=None, owner_id="team_1").status == "busy"
+    by_owner = store.claim_event("evt_new", configuration_id=None, owner_id="team_1")
+    assert by_owner.status == "ours"
+    [found] = store.event_installations(by_owner)
+    assert (found.installation.configuration_id, found.pending) == ("icfg_1", True)
+
+    claim = store.claim_install("code_1", "icfg_1", "st_1")
+    assert (claim.ours, claim.peer, claim.state) == (False, "done", state)
+    assert store.claimed_installation(claim) == inst
+
+
+def test_writes_keep_the_stored_form(store: Store) -> None:
+    """What the store writes is what deployed versions read: same keys, same values."""
+    import hashlib
+    import re
+
+    raw = store.kv.call
+    inst = make_installation(store)
+    store.save_installation(inst, secrets={"s": "v"})
+    assert raw("GET", "t:inst:icfg_1") == inst.model_dump_json()
+    assert raw("SMEMBERS", "t:owner:team_1") == ["icfg_1"]
+    assert raw("SMEMBERS", "t:all") == ["icfg_1"]
+    assert re.fullmatch(r"v1\.k1\.[A-Za-z0-9_-]+", raw("HGET", "t:secrets:icfg_1", "s"))
+
+    claim = store.claim_event("evt_1", configuration_id="icfg_1", owner_id=None)
+    assert claim.status == "ours"
+    assert re.fullmatch(r"processing:[0-9a-f]{16}", raw("GET", "t:event:evt_1"))
+    assert 0 < raw("TTL", "t:event:evt_1") <= 60
+    assert store.settle_event("evt_1", done=True, still_installed=["icfg_1", "icfg_x"]) == [
+        True,
+        False,
+    ]
+    assert raw("GET", "t:event:evt_1") == "done"
+    assert 47 * 3600 < raw("TTL", "t:event:evt_1") <= 48 * 3600
+
+    assert store.put_state("st_1", {"browser": "b", "issued": 1}, ttl_s=600)
+    assert raw("GET", "t:state:st_1") == '{"browser": "b", "issued": 1}'
+    code_key = "t:code:" + hashlib.sha256(b"code_1").hexdigest()[:32]
+    claim2 = store.claim_install("code_1", "icfg_1", "st_1")
+    assert claim2.ours
+    assert raw("GET", code_key) == "pending"
+    assert raw("GET", "t:state:st_1") is None
+    store.complete_install(claim2, inst, secrets={}, former_owner=None, pending=True)
+    assert raw("GET", code_key) == "done:" + hashlib.sha256(b"icfg_1").hexdigest()[:24]
+    assert 29 * 60 < raw("TTL", code_key) <= 30 * 60
+    assert raw("ZSCORE", "t:pending", "icfg_1") is not None
+
+
+def test_a_token_sealed_with_a_retired_key_is_resealed_when_next_written(store: Store) -> None:
+    """Key rotation (README, Configuration): an installation written under the old key
+    is resealed with the new one the next time the store writes it; reads never write."""
+    old = store
+    inst = make_installation(old)
+    old.save_installation(inst)
+    assert inst.sealed_token.startswith("v1.k1.")
+    rotated = Store(old.kv, Keyring(OTHER, old=[KEY]), prefix="t:")
+    read = rotated.get_installation("icfg_1")
+    assert read is not None
+    assert read.sealed_token == inst.sealed_token  # reading alone changes nothing
+    updated = rotated.set_status("icfg_1", "paused", "missing scope")
+    assert updated is not None
+    assert updated.sealed_token.startswith("v1.k2.")
+    again = rotated.get_installation("icfg_1")
+    assert again is not None
+    assert again.sealed_token.startswith("v1.k2.")
+    assert rotated.token(again) == "vca_secret_token_1"
+    rotated.save_installation(again.model_copy(update={"sealed_token": inst.sealed_token}))
+    stored = rotated.get_installation("icfg_1")
+    assert stored is not None
+    assert stored.sealed_token.startswith("v1.k2.")

@@ -129,3 +129,60 @@ def test_head_has_no_body() -> None:
         r = c.head("/x")
     assert r.status_code == 200
     assert r.content == b""
+
+
+# -- cookies: one odd cookie on the domain must not cost us ours --------------------------------
+
+
+def cookies_of(header: str) -> dict[str, str]:
+    """What a function sees of a Cookie header, through the WSGI environ as Vercel's
+    runtime builds it (header bytes decoded as latin-1, PEP 3333)."""
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_COOKIE": header}
+    return Request(environ).cookies
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        # the bug: http.cookies.SimpleCookie drops every cookie after (or before) these
+        "theme=dark mode; vi_session=abc",
+        "vi_session=abc; theme=dark mode",
+        'prefs={"a":1,"b":[2,3]}; vi_session=abc',  # JSON written by a front-end library
+        "flag; vi_session=abc",  # no "=": a bare value (document.cookie = "flag")
+        "=orphan; vi_session=abc",  # empty name
+        "vi_session=abc; empty=",  # empty value
+        "name=caf\xc3\xa9; vi_session=abc",  # UTF-8 bytes, seen as latin-1 by WSGI
+        "vi_session=abc;;; ;",  # stray separators
+        "  vi_session = abc  ",  # spaces around name and value
+        "a=b=c; vi_session=abc",  # "=" inside a value
+        'q="unterminated; vi_session=abc',  # a quote that never closes
+        "_ga=GA1.2.123.456; __Host-x=1; vi_session=abc; _gid=GA1.2.7",
+        "tab=\tx; vi_session=abc",
+    ],
+)
+def test_one_odd_cookie_never_hides_the_others(header: str) -> None:
+    assert cookies_of(header)["vi_session"] == "abc"
+
+
+def test_cookie_values_as_browsers_send_them() -> None:
+    got = cookies_of(
+        'theme=dark mode; q="quoted"; esc="a\\"b\\\\c\\073d"; empty=; a=b=c; flag; name=caf\xc3\xa9'
+    )
+    assert got["theme"] == "dark mode"
+    assert got["q"] == "quoted"  # RFC 6265 allows a DQUOTE-wrapped value; quotes dropped
+    assert got["esc"] == 'a"b\\c;d'  # the octal and backslash escapes Python's own writer uses
+    assert got["empty"] == ""
+    assert got["a"] == "b=c"
+    assert got[""] == "flag"  # a value without a name, as browsers store it
+    assert got["name"] == "caf\xc3\xa9"  # bytes kept as received, never a crash
+
+
+def test_a_repeated_cookie_name_keeps_the_last_value() -> None:
+    """Browsers send one name twice when two paths or domains set it; the last one wins,
+    as with Python's SimpleCookie before (and Starlette's parser)."""
+    assert cookies_of("vi_session=old; other=1; vi_session=new")["vi_session"] == "new"
+
+
+def test_no_cookie_header_is_no_cookies() -> None:
+    assert cookies_of("") == {}
+    assert Request({"REQUEST_METHOD": "GET", "PATH_INFO": "/"}).cookies == {}

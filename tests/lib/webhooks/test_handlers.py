@@ -1,4 +1,4 @@
-"""lib/events.py: each handler's decisions, with the store on the real KV gateway and a
+"""lib/webhooks/handlers.py: each handler's decisions, with the store on the real KV gateway and a
 scripted Vercel client and provisioner. End to end proof is in tests/api/test_webhook.py."""
 
 from __future__ import annotations

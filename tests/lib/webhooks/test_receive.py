@@ -1,4 +1,4 @@
-"""lib/webhook.py: verification, parsing, dedupe and the lease, over the real KV gateway.
+"""lib/webhooks/receive.py: verification, parsing, dedupe and the lease, over the real KV gateway.
 
 Handlers are replaced by recording stubs here; what they do is proven end to end in
 tests/api/test_webhook.py.

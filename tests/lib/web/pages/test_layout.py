@@ -1,4 +1,4 @@
-"""The pages people see (lib/pages.py) and the install flow's pages (lib/install_pages.py):
+"""The pages people see (lib/web/pages/layout.py) and the install flow's pages (lib/web/pages/install.py):
 a valid, accessible document linking the shared stylesheet, with every value escaped."""
 
 from __future__ import annotations
