@@ -182,7 +182,9 @@ _COMMANDS = frozenset(
     ]
 )
 # The first segment of every key in the layout documented in lib/kv/store.py.
-_KEY_SEGMENT = re.compile(r"^(?:vi:\w|(?:inst|owner|all|secrets|projects|pending|event|state|code):)")
+_KEY_SEGMENT = re.compile(
+    r"^(?:vi:\w|(?:inst|owner|all|secrets|projects|pending|event|state|code):)"
+)
 # HTTP methods share names with Redis commands (GET): a list of only these is not KV.
 _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Who may hold the KV client itself: the KV package, the process objects, the health check.
