@@ -25,9 +25,9 @@ from lib.install import (
 from lib.kv.client import KVError
 from lib.kv.records import Installation, StoreError
 from lib.log import get_logger
-from lib.provisioning.spec import SpecError
 from lib.settings import SettingsError
 from lib.web import session
+from lib.web.pages.errors import PAGE_ERRORS
 from lib.web.pages.install import error_page, success_page
 from lib.web.session import SESSION_COOKIE, SESSION_TTL_S
 from lib.web.wsgi import HTTPError, Request, Response, endpoint
@@ -43,11 +43,7 @@ def _handle(request: Request) -> Response:
     if request.method != "GET":
         raise HTTPError(405, "Use GET.", headers={"Allow": "GET"})
     deadline = Deadline(_BUDGET_S)
-    try:
-        services = get_services()
-    except (SettingsError, SpecError) as exc:
-        log.error("configuration error", extra={"problem": str(exc)})
-        return error_page(InstallError(500, "misconfigured", "Misconfigured."), None)
+    services = get_services()
     try:
         params = parse_callback(request.query, services.settings)
         result, inst, state = complete_install(
@@ -116,4 +112,4 @@ def _verified(request: Request, services: Services, got: str, wanted: str) -> Re
     return response
 
 
-app = endpoint(_handle, name="callback")
+app = endpoint(_handle, name="callback", exception_handlers=PAGE_ERRORS)

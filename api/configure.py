@@ -12,11 +12,9 @@ from urllib.parse import quote
 
 from lib.app import Services, get_services
 from lib.deadline import Deadline
-from lib.kv.client import KVError
 from lib.provisioning.admin import drift, rotate_secrets
 from lib.provisioning.reports import status
-from lib.provisioning.spec import SpecError
-from lib.settings import SettingsError
+from lib.web.errors import API_ERRORS
 from lib.web.pages.configure import NOTICES, render
 from lib.web.pages.layout import page
 from lib.web.session import CSRF_FIELD, SESSION_COOKIE, csrf_token, verify, verify_csrf
@@ -32,21 +30,15 @@ def _handle(request: Request) -> Response:
     cfg = request.arg("configurationId")
     if cfg is None or not _CFG.match(cfg):
         raise HTTPError(400, "The parameter 'configurationId' is missing or not valid.")
-    try:
-        services = get_services()
-    except (SettingsError, SpecError):
-        raise HTTPError(500, "Integration misconfigured.") from None
+    services = get_services()
     session = verify(services.store.keyring, request.cookies.get(SESSION_COOKIE), cfg)
     if session is None:
         if request.method == "POST":
             return _refused(cfg, "Your session has expired.")
         return Response.redirect(f"/install?configurationId={quote(cfg)}")
-    try:
-        if request.method == "POST":
-            return _act(request, services, cfg, session)
-        return _show(request, services, cfg, session)
-    except KVError:
-        raise HTTPError(503, "Storage unavailable; retry.", headers={"Retry-After": "10"}) from None
+    if request.method == "POST":
+        return _act(request, services, cfg, session)
+    return _show(request, services, cfg, session)
 
 
 def _page_url(cfg: str) -> str:
@@ -100,4 +92,4 @@ def _act(request: Request, services: Services, cfg: str, session: str) -> Respon
     return Response.redirect(f"{_page_url(cfg)}&done={done}", 303)
 
 
-app = endpoint(_handle, name="configure")
+app = endpoint(_handle, name="configure", exception_handlers=API_ERRORS)

@@ -8,17 +8,11 @@ HttpOnly cookie, so a callback carrying it can only complete in the browser that
 import re
 
 from lib.app import get_services
-from lib.install import STATE_COOKIE, STATE_TTL_S, InstallError, start_install
-from lib.kv.client import KVError
-from lib.log import get_logger
-from lib.provisioning.spec import SpecError
-from lib.settings import SettingsError
-from lib.web.pages.install import error_page
+from lib.install import STATE_COOKIE, STATE_TTL_S, start_install
+from lib.web.pages.errors import PAGE_ERRORS
 from lib.web.wsgi import HTTPError, Request, Response, endpoint
 
 _CFG = re.compile(r"icfg_[A-Za-z0-9]{1,64}")
-
-log = get_logger("install")
 
 
 def _handle(request: Request) -> Response:
@@ -27,21 +21,13 @@ def _handle(request: Request) -> Response:
     cfg = request.arg("configurationId")
     if cfg is not None and not _CFG.fullmatch(cfg):
         raise HTTPError(400, "The parameter 'configurationId' is not valid.")
-    try:
-        services = get_services()
-        url, nonce = start_install(
-            services.store,
-            services.settings,
-            nonce=request.cookies.get(STATE_COOKIE),
-            configuration_id=cfg,
-        )
-    except (SettingsError, SpecError) as exc:
-        log.error("configuration error", extra={"problem": str(exc)})
-        return error_page(InstallError(500, "misconfigured", "Misconfigured."), None)
-    except KVError as exc:
-        log.warning("storage unavailable", extra={"error": type(exc).__name__})
-        err = InstallError(503, "unavailable", "Our storage is not answering.")
-        return error_page(err, None)
+    services = get_services()
+    url, nonce = start_install(
+        services.store,
+        services.settings,
+        nonce=request.cookies.get(STATE_COOKIE),
+        configuration_id=cfg,
+    )
     response = Response.redirect(url)
     response.set_cookie(
         STATE_COOKIE,
@@ -52,4 +38,4 @@ def _handle(request: Request) -> Response:
     return response
 
 
-app = endpoint(_handle, name="install")
+app = endpoint(_handle, name="install", exception_handlers=PAGE_ERRORS)

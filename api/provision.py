@@ -12,11 +12,9 @@ from typing import Any
 
 from lib.app import Services, get_services
 from lib.deadline import Deadline
-from lib.kv.client import KVError
 from lib.provisioning.admin import drift, resync, rotate_secrets, sweep
 from lib.provisioning.reports import status
-from lib.provisioning.spec import SpecError
-from lib.settings import SettingsError
+from lib.web.errors import API_ERRORS
 from lib.web.wsgi import HTTPError, Request, Response, bearer_matches, endpoint
 
 _CFG = re.compile(r"^icfg_[A-Za-z0-9]{1,64}$")
@@ -26,24 +24,18 @@ _BUDGET_S = 50.0  # under the 60 s maxDuration in vercel.json
 def _handle(request: Request) -> Response:
     if request.method not in ("GET", "POST"):
         raise HTTPError(405, "Use GET or POST.", headers={"Allow": "GET, POST"})
-    try:
-        services = get_services()
-    except (SettingsError, SpecError):
-        raise HTTPError(500, "Integration misconfigured.") from None
+    services = get_services()
     deadline = Deadline(_BUDGET_S)
-    try:
-        if request.method == "GET" and request.arg("sweep") is not None:
-            _authorize(request, services.settings.cron_secret)
-            if request.arg("sweep") != "1":
-                raise HTTPError(400, "sweep must be 1.")
-            reports = sweep(services.provisioner, deadline)
-            return Response.json({"swept": [r.as_dict() for r in reports]})
-        _authorize(request, services.settings.admin_token)
-        if request.method == "GET":
-            return _status(request, services, deadline)
-        return _resync(request, services, deadline)
-    except KVError:
-        raise HTTPError(503, "Storage unavailable; retry.", headers={"Retry-After": "10"}) from None
+    if request.method == "GET" and request.arg("sweep") is not None:
+        _authorize(request, services.settings.cron_secret)
+        if request.arg("sweep") != "1":
+            raise HTTPError(400, "sweep must be 1.")
+        reports = sweep(services.provisioner, deadline)
+        return Response.json({"swept": [r.as_dict() for r in reports]})
+    _authorize(request, services.settings.admin_token)
+    if request.method == "GET":
+        return _status(request, services, deadline)
+    return _resync(request, services, deadline)
 
 
 def _authorize(request: Request, secret: str | None) -> None:
@@ -110,4 +102,4 @@ def _resync(request: Request, services: Services, deadline: Deadline) -> Respons
     return Response.json({"installations": [report.as_dict()]})
 
 
-app = endpoint(_handle, name="provision")
+app = endpoint(_handle, name="provision", exception_handlers=API_ERRORS)

@@ -19,15 +19,20 @@ def _handle(request: Request) -> Response:
         raise HTTPError(405, "Use POST.", headers={"Allow": "POST"})
     deadline = Deadline(_BUDGET_S)
     body = request.body()  # 413 before reading when too large
-    try:
-        services = get_services()
-    except (SettingsError, SpecError) as exc:
-        # Fail closed: without the client secret nothing can be verified, so nothing is accepted.
-        log.error("webhook refused: configuration error", extra={"problem": str(exc)})
-        return Response.json({"error": "integration misconfigured"}, 500)
+    services = get_services()
     reply = receive(body, request.headers.get("x-vercel-signature"), services, deadline)
     headers = {"Retry-After": str(reply.retry_after)} if reply.retry_after else None
     return Response.json(reply.body, reply.status, headers)
 
 
-app = endpoint(_handle, name="webhook")
+def _misconfigured(request: Request, exc: Exception) -> Response:
+    # Fail closed: without the client secret nothing can be verified, so nothing is accepted.
+    log.error("webhook refused: configuration error", extra={"problem": str(exc)})
+    return Response.json({"error": "integration misconfigured"}, 500)
+
+
+app = endpoint(
+    _handle,
+    name="webhook",
+    exception_handlers={SettingsError: _misconfigured, SpecError: _misconfigured},
+)

@@ -26,6 +26,7 @@ from lib.log import get_logger
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "ExceptionHandler",
     "HTTPError",
     "Handler",
     "Request",
@@ -55,8 +56,11 @@ class HTTPError(Exception):
 class Request:
     """A read-only view of one WSGI request."""
 
-    def __init__(self, environ: WSGIEnvironment, *, max_body: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, environ: WSGIEnvironment, *, max_body: int = MAX_BODY_BYTES, function: str = ""
+    ) -> None:
         self._environ = environ
+        self.function = function  # the endpoint's name, for its log lines
         self._max_body = max_body
         self._body: bytes | None = None
         self.method: str = environ.get("REQUEST_METHOD", "GET").upper()
@@ -199,6 +203,8 @@ class Response:
 
 
 Handler = Callable[[Request], Response]
+ExceptionHandler = Callable[[Request, Exception], Response]
+"""Turns one kind of failure into the function's answer; may raise `HTTPError`."""
 
 
 _COOKIE_ESCAPE = re.compile(r"\\(?:([0-3][0-7]{2})|(.))", re.DOTALL)
@@ -251,23 +257,28 @@ def _error_response(request: Request, status: int, message: str) -> Response:
 
 
 def endpoint(
-    handler: Handler, *, name: str
+    handler: Handler,
+    *,
+    name: str,
+    exception_handlers: Mapping[type[Exception], ExceptionHandler] | None = None,
 ) -> Callable[[WSGIEnvironment, StartResponse], Iterable[bytes]]:
-    """Wrap `handler` as a WSGI app that logs one line per request and never leaks a 500."""
+    """Wrap `handler` as a WSGI app that logs one line per request and never leaks a 500.
+
+    `exception_handlers` maps failures the handler lets through to answers, the way
+    Starlette's exception handlers do (the nearest class in the exception's MRO wins; see
+    https://www.starlette.io/exceptions/): configuration and storage failures are mapped
+    here once per function instead of in a `try` around every handler body. An unmapped
+    exception is logged and answered with a bare 500.
+    """
+    handlers = dict(exception_handlers or {})
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         configure_logging()
         started = time.perf_counter()
-        request = Request(environ)
+        request = Request(environ, function=name)
         counter = start_counting()
         try:
-            response = handler(request)
-        except HTTPError as exc:
-            response = _error_response(request, exc.status, exc.message)
-            response.headers.extend(exc.headers.items())
-        except Exception:
-            log.exception("unhandled error", extra={"function": name})
-            response = _error_response(request, 500, "Internal error.")
+            response = _answer(request, handler, handlers)
         finally:
             kv_calls = stop_counting(counter)
         log.info(
@@ -286,6 +297,28 @@ def endpoint(
         return [response.body] if request.method != "HEAD" else [b""]
 
     return app
+
+
+def _answer(
+    request: Request, handler: Handler, handlers: Mapping[type[Exception], ExceptionHandler]
+) -> Response:
+    try:
+        try:
+            return handler(request)
+        except HTTPError:
+            raise
+        except Exception as exc:
+            mapped = next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
+            if mapped is None:
+                raise
+            return mapped(request, exc)
+    except HTTPError as exc:
+        response = _error_response(request, exc.status, exc.message)
+        response.headers.extend(exc.headers.items())
+        return response
+    except Exception:
+        log.exception("unhandled error", extra={"function": request.function})
+        return _error_response(request, 500, "Internal error.")
 
 
 def bearer_matches(request: Request, expected: str | None) -> bool:

@@ -186,3 +186,61 @@ def test_a_repeated_cookie_name_keeps_the_last_value() -> None:
 def test_no_cookie_header_is_no_cookies() -> None:
     assert cookies_of("") == {}
     assert Request({"REQUEST_METHOD": "GET", "PATH_INFO": "/"}).cookies == {}
+
+
+# -- exception handlers: failures mapped once per function ------------------------------------
+
+
+class Base(Exception):
+    pass
+
+
+class Child(Base):
+    pass
+
+
+def test_exception_handlers_map_by_the_nearest_class() -> None:
+    def fail(request: Request) -> Response:
+        raise Child("boom")
+
+    seen: list[str] = []
+
+    def on_base(request: Request, exc: Exception) -> Response:
+        seen.append(f"{request.function}:{type(exc).__name__}")
+        return Response.json({"mapped": True}, 503, {"Retry-After": "10"})
+
+    app = endpoint(fail, name="t", exception_handlers={Base: on_base})
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as c:
+        r = c.get("/")
+    assert (r.status_code, r.json(), r.headers["retry-after"]) == (503, {"mapped": True}, "10")
+    assert seen == ["t:Child"]
+
+
+def test_an_exception_handler_may_answer_with_an_http_error() -> None:
+    def fail(request: Request) -> Response:
+        raise KeyError("x")
+
+    def refuse(request: Request, exc: Exception) -> Response:
+        raise HTTPError(500, "Integration misconfigured.")
+
+    app = endpoint(fail, name="t", exception_handlers={KeyError: refuse})
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as c:
+        r = c.get("/", headers={"accept": "application/json"})
+    assert r.status_code == 500
+    assert r.json() == {"error": {"status": 500, "message": "Integration misconfigured."}}
+
+
+def test_unmapped_failures_and_failing_handlers_are_a_bare_500() -> None:
+    def fail(request: Request) -> Response:
+        raise ValueError("secret detail")
+
+    def broken(request: Request, exc: Exception) -> Response:
+        raise RuntimeError("handler bug")
+
+    for handlers in ({}, {ValueError: broken}):
+        app = endpoint(fail, name="t", exception_handlers=handlers)
+        with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as c:
+            r = c.get("/")
+        assert r.status_code == 500
+        assert "secret" not in r.text
+        assert "handler bug" not in r.text
