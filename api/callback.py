@@ -11,8 +11,6 @@ must not. Provisioning runs after the installation is stored (as pending) and ne
 a completed install into an error page: what it could not finish is left to the sweep.
 """
 
-from urllib.parse import quote
-
 from lib.app import Services, get_services
 from lib.deadline import Deadline
 from lib.install import (
@@ -30,6 +28,7 @@ from lib.web import session
 from lib.web.pages.errors import PAGE_ERRORS
 from lib.web.pages.install import error_page, success_page
 from lib.web.session import SESSION_COOKIE, SESSION_TTL_S
+from lib.web.urls import configure_url
 from lib.web.wsgi import HTTPError, Request, Response, endpoint
 
 # Vercel keeps the popup open while we work; provisioning beyond this is left to the sweep.
@@ -101,7 +100,7 @@ def _verified(request: Request, services: Services, got: str, wanted: str) -> Re
     if got != wanted:
         err = InstallError(403, "mismatch", "You signed in to a different installation.")
         return error_page(err, services.settings)
-    response = Response.redirect(f"/configure?configurationId={quote(wanted)}")
+    response = Response.redirect(configure_url(wanted))
     response.set_cookie(
         SESSION_COOKIE,
         session.issue(services.store.keyring, wanted),

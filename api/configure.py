@@ -7,20 +7,18 @@ configuration, `/callback` checks the token belongs to it and sets the session. 
 page that says how to continue, never data.
 """
 
-import re
-from urllib.parse import quote
-
 from lib.app import Services, get_services
 from lib.deadline import Deadline
 from lib.provisioning.admin import drift, rotate_secrets
 from lib.provisioning.reports import status
+from lib.vercel.models import CONFIGURATION_ID
 from lib.web.errors import API_ERRORS
 from lib.web.pages.configure import NOTICES, render
 from lib.web.pages.layout import page
 from lib.web.session import CSRF_FIELD, SESSION_COOKIE, csrf_token, verify, verify_csrf
+from lib.web.urls import configure_url, reverify_url
 from lib.web.wsgi import HTTPError, Request, Response, endpoint
 
-_CFG = re.compile(r"^icfg_[A-Za-z0-9]{1,64}$")
 _BUDGET_S = 25.0
 
 
@@ -28,21 +26,17 @@ def _handle(request: Request) -> Response:
     if request.method not in ("GET", "POST"):
         raise HTTPError(405, "Use GET or POST.", headers={"Allow": "GET, POST"})
     cfg = request.arg("configurationId")
-    if cfg is None or not _CFG.match(cfg):
+    if cfg is None or not CONFIGURATION_ID.fullmatch(cfg):
         raise HTTPError(400, "The parameter 'configurationId' is missing or not valid.")
     services = get_services()
     session = verify(services.store.keyring, request.cookies.get(SESSION_COOKIE), cfg)
     if session is None:
         if request.method == "POST":
             return _refused(cfg, "Your session has expired.")
-        return Response.redirect(f"/install?configurationId={quote(cfg)}")
+        return Response.redirect(reverify_url(cfg))
     if request.method == "POST":
         return _act(request, services, cfg, session)
     return _show(request, services, cfg, session)
-
-
-def _page_url(cfg: str) -> str:
-    return f"/configure?configurationId={quote(cfg)}"
 
 
 def _refused(cfg: str, why: str) -> Response:
@@ -52,7 +46,7 @@ def _refused(cfg: str, why: str) -> Response:
         why,
         tone="error",
         details=["Reopen the configuration page, then try again."],
-        actions=[(_page_url(cfg), "Reopen the configuration page")],
+        actions=[(configure_url(cfg), "Reopen the configuration page")],
     )
     return Response.html(html, 403)
 
@@ -89,7 +83,7 @@ def _act(request: Request, services: Services, cfg: str, session: str) -> Respon
     else:
         report = rotate_secrets(services.provisioner, cfg, None, deadline)
     done = action if report.outcome == "done" and not report.pending else f"{action}-partial"
-    return Response.redirect(f"{_page_url(cfg)}&done={done}", 303)
+    return Response.redirect(configure_url(cfg, done=done), 303)
 
 
 app = endpoint(_handle, name="configure", exception_handlers=API_ERRORS)

@@ -5,21 +5,18 @@ HttpOnly cookie, so a callback carrying it can only complete in the browser that
 `?configurationId=` marks a re-verification started by the configuration page.
 """
 
-import re
-
 from lib.app import get_services
 from lib.install import STATE_COOKIE, STATE_TTL_S, start_install
+from lib.vercel.models import CONFIGURATION_ID
 from lib.web.pages.errors import PAGE_ERRORS
 from lib.web.wsgi import HTTPError, Request, Response, endpoint
-
-_CFG = re.compile(r"icfg_[A-Za-z0-9]{1,64}")
 
 
 def _handle(request: Request) -> Response:
     if request.method not in ("GET", "HEAD"):
         raise HTTPError(405, "Use GET.", headers={"Allow": "GET"})
     cfg = request.arg("configurationId")
-    if cfg is not None and not _CFG.fullmatch(cfg):
+    if cfg is not None and not CONFIGURATION_ID.fullmatch(cfg):
         raise HTTPError(400, "The parameter 'configurationId' is not valid.")
     services = get_services()
     url, nonce = start_install(

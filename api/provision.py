@@ -7,17 +7,16 @@ and drift. GET ?sweep=1 (Vercel Cron) resumes pending installations. Answers car
 targets and counts, never a value.
 """
 
-import re
 from typing import Any
 
 from lib.app import Services, get_services
 from lib.deadline import Deadline
 from lib.provisioning.admin import drift, resync, rotate_secrets, sweep
 from lib.provisioning.reports import status
+from lib.vercel.models import CONFIGURATION_ID
 from lib.web.errors import API_ERRORS
 from lib.web.wsgi import HTTPError, Request, Response, bearer_matches, endpoint
 
-_CFG = re.compile(r"^icfg_[A-Za-z0-9]{1,64}$")
 _BUDGET_S = 50.0  # under the 60 s maxDuration in vercel.json
 
 
@@ -44,7 +43,7 @@ def _authorize(request: Request, secret: str | None) -> None:
 
 
 def _configuration_id(value: Any) -> str:
-    if not isinstance(value, str) or not _CFG.match(value):
+    if not isinstance(value, str) or not CONFIGURATION_ID.fullmatch(value):
         raise HTTPError(400, "configurationId must look like icfg_….")
     return value
 

@@ -9,6 +9,11 @@ still open with the old keys they name. Associated data binds a ciphertext to it
 record (e.g. the configuration id), so a sealed token copied onto another
 installation's record does not open. Every failure raises `CryptoError`: a caller
 can never receive garbage plaintext.
+
+`EncryptionKey` lives here, with the code that uses it; settings only parse it. The
+`cryptography` package is imported on first seal or open, not with this module: settings
+import this module, and `/health` (which never seals) should not pay for AES at cold
+start.
 """
 
 from __future__ import annotations
@@ -23,13 +28,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from lib.settings import EncryptionKey
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "CryptoError",
+    "EncryptionKey",
     "Keyring",
     "hmac_sha1_hex",
     "sign_token",
@@ -56,6 +59,15 @@ def _b64d(text: str) -> bytes:
         raise CryptoError("not valid base64") from None
 
 
+class EncryptionKey(BaseModel):
+    """One AES-256 key and the id that tags what it sealed, so keys can rotate."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    key_id: str
+    key: bytes = Field(repr=False)
+
+
 class Keyring:
     """The current key (seals and opens) and retired keys (open only)."""
 
@@ -63,13 +75,11 @@ class Keyring:
         self._current = current
         self._keys = {k.key_id: k.key for k in (*old, current)}
 
-    @property
-    def current_key_id(self) -> str:
-        return self._current.key_id
-
     def seal(self, plaintext: str | bytes, aad: str) -> str:
         data = plaintext.encode() if isinstance(plaintext, str) else plaintext
         nonce = os.urandom(_NONCE_BYTES)
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # see module doc
+
         sealed = AESGCM(self._current.key).encrypt(
             nonce, data, self._aad(self._current.key_id, aad)
         )
@@ -88,6 +98,9 @@ class Keyring:
         raw = _b64d(payload)
         if len(raw) < _NONCE_BYTES + 16:
             raise CryptoError("sealed value is truncated")
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         try:
             return AESGCM(key).decrypt(
                 raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], self._aad(key_id, aad)

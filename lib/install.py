@@ -55,7 +55,7 @@ from lib.vercel.errors import (
     VercelError,
     VercelUnavailable,
 )
-from lib.vercel.models import IntegrationConfiguration, OAuthToken
+from lib.vercel.models import CONFIGURATION_ID, IntegrationConfiguration, OAuthToken
 from lib.vercel.oauth import exchange_code
 from lib.vercel.transport import call_timeout
 
@@ -81,7 +81,7 @@ _POLL_S = 0.1
 
 _PATTERNS = {
     "code": re.compile(r"[A-Za-z0-9._~-]{1,512}"),
-    "configurationId": re.compile(r"icfg_[A-Za-z0-9]{1,64}"),
+    "configurationId": CONFIGURATION_ID,
     "teamId": re.compile(r"team_[A-Za-z0-9]{1,64}"),
     "source": re.compile(r"[A-Za-z0-9_-]{1,64}"),
     "state": re.compile(r"[A-Za-z0-9_-]{16,128}"),

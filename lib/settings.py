@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lib.crypto import EncryptionKey
 from lib.log import register_secret
 
 __all__ = [
@@ -37,15 +38,6 @@ class SettingsError(Exception):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("; ".join(problems))
-
-
-class EncryptionKey(BaseModel):
-    """One AES-256 key and the id that tags what it sealed, so keys can rotate."""
-
-    model_config = ConfigDict(frozen=True, defer_build=True)
-
-    key_id: str
-    key: bytes = Field(repr=False)
 
 
 class KVConfig(BaseModel):

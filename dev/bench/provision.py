@@ -42,14 +42,13 @@ from dev.emulator.app import Emulator
 from dev.kv_engine import Engine
 from dev.kv_gateway import Backend, RedisBackend
 from dev.kv_gateway import create_app as create_gateway
-from lib.crypto import Keyring
+from lib.crypto import EncryptionKey, Keyring
 from lib.deadline import Deadline
 from lib.kv.client import KV
 from lib.kv.records import Installation
 from lib.kv.store import Store
 from lib.provisioning.reconcile import DEFAULT_CONCURRENCY, Provisioner
 from lib.provisioning.spec import Spec, TemplateContext, parse_spec
-from lib.settings import EncryptionKey
 from lib.vercel.client import VercelClient
 from lib.vercel.models import EnvSpec
 from lib.vercel.oauth import exchange_code

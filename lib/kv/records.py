@@ -39,6 +39,13 @@ class Installation(BaseModel):
     status_reason: str | None = None
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
+    # Per-fact watermarks (epoch seconds): when the fact was true at Vercel, from the
+    # `createdAt` of the event that set it, or the moment the callback read it. An
+    # event older than the watermark of the fact it changes is refused (Vercel delivers
+    # in no guaranteed order). Records written before these existed read as 0.
+    owner_at: float = 0.0
+    scopes_at: float = 0.0
+    projects_at: float = 0.0
 
 
 class ProjectRecord(BaseModel):

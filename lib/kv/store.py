@@ -23,6 +23,26 @@ with a reader for the old form.
                                   ["configurationId"]} (consumed with GETDEL)
     p:code:<sha256(code)[:32]>    claim on an install code: "pending" while one request
                                   exchanges it (60 s), then "done:<sha256(cfg)[:24]>" (30 min)
+    p:gone:<sha256(cfg)[:32]>     uninstall tombstone, "1", for `GONE_TTL_S` (72 h): named by
+                                  a digest, so nothing left behind names the installation
+
+Uninstall is final. `delete_installation` writes the tombstone in the transaction that
+deletes every key of the installation, and every write of an installation's keys (record,
+owner and `all` indexes, secrets, projects hash, pending mark) is one server-side Lua
+script (`EVALSHA`, falling back to `EVAL` on NOSCRIPT; both supported by Upstash:
+https://upstash.com/docs/redis/overall/rediscompatibility) that first checks the
+tombstone and refuses when it is there. Redis runs a script atomically
+(https://redis.io/docs/latest/develop/interactive/programmability/eval-intro/), so no
+write can slip between an uninstall's check and its delete: a refused write raises `Gone`
+and the caller stops. The tombstone outlives Vercel's 24 h webhook retries and the 48 h
+dedupe window, so no redelivery, sweep or page action can bring the installation back;
+a re-install gets a new configuration id from Vercel.
+
+No lost update: the record is rewritten by compare-and-set on its exact stored bytes (the
+script compares `GET` with what the writer read), with a bounded retry that re-reads and
+re-applies the caller's pure change function (`update_installation`). No version field is
+needed, so records written by earlier versions are read and updated as they are. Other
+writes touch one field each (a hash entry, a set member, a ZSET score) and need no CAS.
 
 Sealed values are `v1.<key id>.<base64(nonce + AES-GCM ciphertext)>` (see `lib.crypto`),
 bound to their place by the associated data `token:<cfg>` or `secret:<cfg>:<name>`.
@@ -42,12 +62,12 @@ import hashlib
 import json
 import secrets as _secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from lib.crypto import CryptoError, Keyring
-from lib.kv.client import KV, Arg, set_succeeded
+from lib.kv.client import KV, Arg, KVCommandError, KVUnavailable, set_succeeded
 from lib.kv.records import Installation, ProjectRecord, StoreError, parse_record
 from lib.log import register_secret
 
@@ -56,8 +76,11 @@ __all__ = [
     "CODE_DONE_TTL_S",
     "EVENT_DONE_TTL_S",
     "EVENT_LEASE_TTL_S",
+    "GONE_TTL_S",
     "CodeProgress",
+    "Contended",
     "EventClaim",
+    "Gone",
     "InstallClaim",
     "Store",
     "Stored",
@@ -71,6 +94,36 @@ EVENT_LEASE_TTL_S = 60
 CODE_CLAIM_TTL_S = 60
 # How long a used install code remembers which installation it made.
 CODE_DONE_TTL_S = 30 * 60
+# An uninstall's tombstone outlives Vercel's 24 h of webhook retries and the 48 h dedupe
+# window (events older than that are refused unread, see lib.webhooks.receive).
+GONE_TTL_S = 72 * 3600
+# Compare-and-set attempts before a writer gives up (retryable) on a contended record.
+CAS_ATTEMPTS = 8
+
+# KEYS[1] the tombstone, KEYS[2] the record. ARGV[1] the mode: "none" writes blindly,
+# "exists" only while the record exists, "cas" only while it equals ARGV[2] byte for byte
+# ("" = absent). ARGV[3..] the writes, each as <argc> <arg>... . Replies "ok", or what
+# refused it: "gone", "missing", "conflict".
+_GUARDED_WRITE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'gone' end
+local mode = ARGV[1]
+if mode == 'cas' then
+  local current = redis.call('GET', KEYS[2])
+  if not current then current = '' end
+  if current ~= ARGV[2] then return 'conflict' end
+elseif mode == 'exists' then
+  if redis.call('EXISTS', KEYS[2]) == 0 then return 'missing' end
+end
+local i = 3
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return 'ok'
+"""
+_GUARDED_SHA = hashlib.sha1(_GUARDED_WRITE.encode()).hexdigest()  # noqa: S324 - Redis' script id
+_Mode = Literal["none", "exists", "cas"]
 
 _Cmd = list[Arg]
 
@@ -78,6 +131,21 @@ _EVENT_DONE = "done"
 _LEASE = "processing:"
 _CODE_PENDING = "pending"
 _CODE_DONE = "done:"
+
+
+class Gone(Exception):
+    """The installation was uninstalled (or is not stored): nothing of it may be written.
+    Callers stop what they were doing for it; it is not a failure to retry."""
+
+    def __init__(self, configuration_id: str, why: str = "gone") -> None:
+        super().__init__(f"installation {why}")
+        self.configuration_id = configuration_id
+        self.why = why
+
+
+class Contended(KVUnavailable):
+    """Compare-and-set lost `CAS_ATTEMPTS` times in a row: retry later."""
+
 
 CodeProgress = Literal["pending", "done", "mismatch", "gone"]
 """Where another request's use of an install code stands: still exchanging, done for
@@ -121,6 +189,7 @@ class InstallClaim:
     ours: bool
     peer: CodeProgress
     state: str | None
+    gone: bool
     _code_key: str
     _state_key: str | None
     _existing_raw: str | None
@@ -150,6 +219,53 @@ class Store:
 
     def _code_key(self, code: str) -> str:
         return self.key("code", hashlib.sha256(code.encode()).hexdigest()[:32])
+
+    def gone_key(self, configuration_id: str) -> str:
+        """The uninstall tombstone's key: a digest, never the id itself."""
+        return self.key("gone", hashlib.sha256(configuration_id.encode()).hexdigest()[:32])
+
+    # -- guarded writes ---------------------------------------------------------------------
+
+    # Whether the script is known to be cached by the server (EVAL caches it): then the
+    # shorter EVALSHA is sent. Shared by the process; a stale True costs one NOSCRIPT.
+    _script_cached: ClassVar[bool] = False
+
+    def _guarded(
+        self,
+        configuration_id: str,
+        writes: Sequence[_Cmd],
+        *,
+        mode: _Mode = "none",
+        expected: str | None = None,
+    ) -> bool:
+        """Run `writes` unless the installation is tombstoned (raises `Gone`), or, by
+        `mode`, not stored (raises `Gone` with why "not stored") or no longer `expected`
+        (returns False: the compare-and-set lost). One round trip; idempotent, since
+        every write it carries states an end result."""
+        keys = [self.gone_key(configuration_id), self.key("inst", configuration_id)]
+        args: list[Arg] = [mode, expected or ""]
+        for command in writes:
+            args.append(len(command))
+            args.extend(command)
+        reply = None
+        if Store._script_cached:
+            try:
+                reply = self.kv.call(
+                    "EVALSHA", _GUARDED_SHA, len(keys), *keys, *args, idempotent=True
+                )
+            except KVCommandError as exc:
+                if "NOSCRIPT" not in str(exc):
+                    raise
+        if reply is None:
+            reply = self.kv.call("EVAL", _GUARDED_WRITE, len(keys), *keys, *args, idempotent=True)
+            Store._script_cached = True
+        if reply == "ok":
+            return True
+        if reply == "conflict":
+            return False
+        if reply in ("gone", "missing"):
+            raise Gone(configuration_id, "gone" if reply == "gone" else "not stored")
+        raise StoreError(f"unexpected reply from the guarded write: {str(reply)[:40]!r}")
 
     # -- installations --------------------------------------------------------------------
 
@@ -217,14 +333,54 @@ class Store:
         *,
         secrets: Mapping[str, str] | None = None,
         former_owners: Sequence[str] = (),
+        pending: bool = True,
     ) -> None:
-        """Store the record, its indexes and any new secrets in one transaction; the
-        installation leaves the owner index of each of `former_owners` (a transfer)."""
+        """Store the record, its indexes, any new secrets and (by default) its pending
+        mark in one guarded script; the installation leaves the owner index of each of
+        `former_owners`. Raises `Gone` when it was uninstalled. Writes blindly: changes
+        to a stored record go through `update_installation`."""
         cfg = installation.configuration_id
         commands = self._installation_writes(installation)
         commands += self._secret_writes(cfg, secrets or {}, only_new=True)
         commands += [["SREM", self.key("owner", old), cfg] for old in former_owners]
-        self.kv.transaction(commands, idempotent=True)
+        if pending:
+            commands.append(self._pending_write(cfg))
+        self._guarded(cfg, commands)
+
+    def update_installation(
+        self,
+        configuration_id: str,
+        change: Callable[[Installation], Installation | None],
+        *,
+        pending: bool = False,
+    ) -> tuple[Installation, Installation | None] | None:
+        """Apply `change` to the stored record by compare-and-set on its exact bytes.
+
+        `change` must be pure: it is re-applied to a fresh read when another writer got
+        in first (at most `CAS_ATTEMPTS` times, then `Contended`). It returns the new
+        record, or None to leave it as it is (a refused or no-op change). An owner change
+        moves the owner index in the same script; `pending` marks work to do. Returns
+        (record as read, record written or None), None when no record is stored; raises
+        `Gone` after an uninstall. Two round trips per attempt (read, script)."""
+        inst_key, gone_key = self.key("inst", configuration_id), self.gone_key(configuration_id)
+        for _ in range(CAS_ATTEMPTS):
+            raw, gone = self.kv.pipeline([["GET", inst_key], ["EXISTS", gone_key]], idempotent=True)
+            if gone:
+                raise Gone(configuration_id)
+            if raw is None:
+                return None
+            before = self.parse_installation(raw, configuration_id)
+            after = change(before)
+            if after is None:
+                return before, None
+            writes = self._installation_writes(after)
+            if after.owner_id != before.owner_id:
+                writes.append(["SREM", self.key("owner", before.owner_id), configuration_id])
+            if pending:
+                writes.append(self._pending_write(configuration_id))
+            if self._guarded(configuration_id, writes, mode="cas", expected=str(raw)):
+                return before, after
+        raise Contended("the installation record kept changing under this write")
 
     def set_status(
         self,
@@ -232,20 +388,20 @@ class Store:
         status: Literal["active", "paused", "broken"],
         reason: str | None,
     ) -> Installation | None:
-        """Record a status change; returns the updated installation (None if unknown)."""
-        inst = self.get_installation(configuration_id)
-        if inst is None:
+        """Record a status change; returns the updated installation (None if unknown).
+        Never recreates a record that an uninstall deleted (raises `Gone` then)."""
+
+        def change(inst: Installation) -> Installation | None:
+            if inst.status == status and inst.status_reason == reason:
+                return None
+            update = {"status": status, "status_reason": reason, "updated_at": time.time()}
+            return inst.model_copy(update=update)
+
+        result = self.update_installation(configuration_id, change)
+        if result is None:
             return None
-        if inst.status == status and inst.status_reason == reason:
-            return inst
-        inst = self._resealed(inst).model_copy(
-            update={"status": status, "status_reason": reason, "updated_at": time.time()}
-        )
-        # SET XX: never recreate a record that an uninstall deleted meanwhile.
-        self.kv.call(
-            "SET", self.key("inst", configuration_id), inst.model_dump_json(), "XX", idempotent=True
-        )
-        return inst
+        before, after = result
+        return after or before
 
     def installations_for_owner(self, owner_id: str) -> list[str]:
         """The owner index of one team or user, sorted."""
@@ -269,8 +425,10 @@ class Store:
         ]
 
     def delete_installation(self, configuration_id: str, owner_ids: list[str]) -> None:
-        """Remove every key of the installation in one transaction."""
+        """Uninstall: remove every key of the installation and leave its tombstone, in one
+        transaction. From then on every guarded write for it raises `Gone`."""
         commands: list[_Cmd] = [
+            ["SET", self.gone_key(configuration_id), "1", "EX", GONE_TTL_S],
             ["DEL", self.key("inst", configuration_id)],
             ["DEL", self.key("secrets", configuration_id)],
             ["DEL", self.key("projects", configuration_id)],
@@ -310,16 +468,17 @@ class Store:
         return out
 
     def set_secrets(self, configuration_id: str, secrets: Mapping[str, str]) -> None:
-        """Replace secrets (rotation)."""
+        """Replace secrets (rotation) of a stored installation (else raises `Gone`)."""
         commands = self._secret_writes(configuration_id, secrets, only_new=False)
         if commands:
-            self.kv.pipeline(commands, idempotent=True)
+            self._guarded(configuration_id, commands, mode="exists")
 
     def add_secrets(self, configuration_id: str, secrets: Mapping[str, str]) -> None:
-        """Add secrets that don't exist yet; concurrent minters agree on the first value."""
+        """Add secrets that don't exist yet; concurrent minters agree on the first value.
+        Only for a stored installation (else raises `Gone`)."""
         commands = self._secret_writes(configuration_id, secrets, only_new=True)
         if commands:
-            self.kv.pipeline(commands, idempotent=True)
+            self._guarded(configuration_id, commands, mode="exists")
 
     def fingerprint_key(self) -> bytes:
         """The key for value fingerprints (see `lib.provisioning.plan.fingerprint`)."""
@@ -332,13 +491,11 @@ class Store:
         return {pid: parse_record(ProjectRecord, value, pid) for pid, value in _pairs(raw).items()}
 
     def put_project(self, configuration_id: str, record: ProjectRecord) -> None:
-        self.kv.call(
-            "HSET",
-            self.key("projects", configuration_id),
-            record.project_id,
-            record.model_dump_json(),
-            idempotent=True,
-        )
+        """Record one project's provisioning (raises `Gone` unless the installation is
+        stored: a run that outlives an uninstall writes nothing)."""
+        key = self.key("projects", configuration_id)
+        write: _Cmd = ["HSET", key, record.project_id, record.model_dump_json()]
+        self._guarded(configuration_id, [write], mode="exists")
 
     def forget_project(self, configuration_id: str, project_id: str) -> None:
         self.kv.call("HDEL", self.key("projects", configuration_id), project_id, idempotent=True)
@@ -354,7 +511,8 @@ class Store:
         ]
 
     def mark_pending(self, configuration_id: str) -> None:
-        self.kv.call(*self._pending_write(configuration_id), idempotent=True)
+        """Mark a stored installation's work unfinished (raises `Gone` unless stored)."""
+        self._guarded(configuration_id, [self._pending_write(configuration_id)], mode="exists")
 
     def clear_pending(self, configuration_id: str) -> None:
         self.kv.call("ZREM", self.key("pending"), configuration_id, idempotent=True)
@@ -375,15 +533,20 @@ class Store:
         """After a reconcile, in one round trip: mark the installation pending (when
         `pending`) or read whether it is, and check that it still exists (an uninstall may
         have landed meanwhile). Returns (exists, was marked pending before)."""
-        mark = (
-            self._pending_write(configuration_id)
-            if pending
-            else ["ZSCORE", self.key("pending"), configuration_id]
-        )
+        if pending:
+            try:
+                self.mark_pending(configuration_id)
+            except Gone:
+                return False, False
+            return True, False
         exists, marked = self.kv.pipeline(
-            [["EXISTS", self.key("inst", configuration_id)], mark], idempotent=True
+            [
+                ["EXISTS", self.key("inst", configuration_id)],
+                ["ZSCORE", self.key("pending"), configuration_id],
+            ],
+            idempotent=True,
         )
-        return bool(exists), not pending and marked is not None
+        return bool(exists), marked is not None
 
     # -- webhook dedupe ---------------------------------------------------------------------
 
@@ -465,6 +628,7 @@ class Store:
             ["SET", code_key, _CODE_PENDING, "NX", "GET", "EX", CODE_CLAIM_TTL_S],
             ["GET", self.key("inst", configuration_id)],
         ]
+        commands.append(["EXISTS", self.gone_key(configuration_id)])
         if state_key:
             commands.append(["GETDEL", state_key])
         replies = self.kv.transaction(commands)
@@ -473,7 +637,8 @@ class Store:
             configuration_id=configuration_id,
             ours=previous is None,
             peer=self._progress(previous, configuration_id),
-            state=replies[2] if state_key else None,
+            state=replies[3] if state_key else None,
+            gone=bool(replies[2]),
             _code_key=code_key,
             _state_key=state_key,
             _existing_raw=existing_raw,
@@ -522,18 +687,24 @@ class Store:
         former_owner: str | None,
         pending: bool,
     ) -> None:
-        """Store a new or refreshed installation in one transaction: the record and its
-        indexes, the secrets it lacks, leaving `former_owner`'s index, the pending mark
-        (provisioning still to do) and the code's "done" mark."""
+        """Store a new or refreshed installation in one guarded script: the record and
+        its indexes, the secrets it lacks, leaving `former_owner`'s index, the pending
+        mark (provisioning still to do) and the code's "done" mark. Raises `Gone` when it
+        was uninstalled meanwhile (nothing is written then, the code is not marked).
+
+        A new installation (none was stored at the claim) is always stored pending, so
+        the sweep provisions it whichever flow brought it (a configuration page's
+        re-verification that Vercel completed on another scope included). The refreshed
+        record is written blindly, not compared: it is Vercel's answer of this moment."""
         cfg = installation.configuration_id
         writes = self._installation_writes(installation)
         writes += self._secret_writes(cfg, secrets, only_new=True)
         if former_owner is not None:
             writes.append(["SREM", self.key("owner", former_owner), cfg])
-        if pending:
+        if pending or claim._existing_raw is None:
             writes.append(self._pending_write(cfg, installation.updated_at))
         writes.append(["SET", claim._code_key, _code_done(cfg), "EX", CODE_DONE_TTL_S])
-        self.kv.transaction(writes, idempotent=True)
+        self._guarded(cfg, writes)
 
 
 def _pairs(raw: Any) -> dict[str, str]:

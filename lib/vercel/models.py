@@ -17,6 +17,7 @@ on input). Values that may be secrets are kept out of `repr()`; the OAuth access
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -33,6 +34,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 __all__ = [
+    "CONFIGURATION_ID",
     "ENV_CONFLICT_CODES",
     "BranchMatcher",
     "CustomEnvironment",
@@ -54,6 +56,10 @@ __all__ = [
     "TeamMember",
     "TeamMembership",
 ]
+
+# An integration configuration's id as Vercel issues it (`icfg_` and 24 alphanumerics
+# today; bounded, not fixed, so a longer id stays valid). Match with `fullmatch`.
+CONFIGURATION_ID = re.compile(r"icfg_[A-Za-z0-9]{1,64}")
 
 EnvTarget = Literal["production", "preview", "development"]
 # `secret` is legacy: responses may still carry it, create refuses it.

@@ -19,12 +19,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from lib.crypto import CryptoError, Keyring
+from lib.crypto import CryptoError, EncryptionKey, Keyring
 from lib.install import STATE_COOKIE, STATE_TTL_S
 from lib.kv.records import Installation
 from lib.kv.store import CODE_DONE_TTL_S as CODE_TTL_S
 from lib.kv.store import Store
-from lib.settings import EncryptionKey
 
 OAUTH = "POST /v2/oauth/access_token"
 PREFIX = "vi:"

@@ -19,8 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from lib.crypto import Keyring, sign_token
-from lib.settings import EncryptionKey
+from lib.crypto import EncryptionKey, Keyring, sign_token
 from lib.web.session import SESSION_COOKIE, SESSION_TTL_S
 
 TEAM = "acme"

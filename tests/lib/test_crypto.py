@@ -7,13 +7,13 @@ from hypothesis import strategies as st
 
 from lib.crypto import (
     CryptoError,
+    EncryptionKey,
     Keyring,
     hmac_sha1_hex,
     sign_token,
     verify_hmac_sha1,
     verify_token,
 )
-from lib.settings import EncryptionKey
 
 K1 = EncryptionKey(key_id="k1", key=bytes(range(32)))
 K2 = EncryptionKey(key_id="k2", key=bytes(range(1, 33)))

@@ -65,8 +65,7 @@ def test_line_is_single_json_object() -> None:
 
 
 def test_sealed_values_are_masked() -> None:
-    from lib.crypto import Keyring
-    from lib.settings import EncryptionKey
+    from lib.crypto import EncryptionKey, Keyring
 
     sealed = Keyring(EncryptionKey(key_id="k1", key=bytes(32))).seal("x", aad="a")
     assert redact(f"value={sealed}!") == f"value={REDACTED}!"

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
-from urllib.parse import quote
 
 from lib.provisioning.spec import TARGETS, EnvEntry
 from lib.web.pages.layout import page, safe
 from lib.web.session import CSRF_FIELD
+from lib.web.urls import configure_url
 
 __all__ = ["NOTICES", "PRODUCT", "render"]
 
@@ -166,7 +166,7 @@ def _summary(status: dict[str, Any]) -> str:
 
 
 def _actions(cfg: str, csrf: str, secret_keys: list[str]) -> str:
-    action = f"/configure?configurationId={escape(quote(cfg), quote=True)}"
+    action = escape(configure_url(cfg), quote=True)
     hidden = f'<input type="hidden" name="{CSRF_FIELD}" value="{escape(csrf, quote=True)}">'
     resync = (
         f'<form method="post" action="{action}">{hidden}'

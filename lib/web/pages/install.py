@@ -6,6 +6,7 @@ from __future__ import annotations
 from lib.install import InstallError, InstallResult
 from lib.settings import Settings
 from lib.web.pages.layout import Link, page
+from lib.web.urls import configure_url
 from lib.web.wsgi import Response
 
 __all__ = ["error_page", "success_page"]
@@ -82,8 +83,6 @@ def success_page(result: InstallResult) -> Response:
             message,
             tone="success",
             details=details,
-            actions=[
-                ("/configure?configurationId=" + result.configuration_id, "View configuration")
-            ],
+            actions=[(configure_url(result.configuration_id), "View configuration")],
         )
     )

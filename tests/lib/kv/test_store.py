@@ -5,11 +5,10 @@ import threading
 
 import pytest
 
-from lib.crypto import CryptoError, Keyring
+from lib.crypto import CryptoError, EncryptionKey, Keyring
 from lib.kv.client import KV
 from lib.kv.records import Installation, ProjectRecord, StoreError
 from lib.kv.store import Store
-from lib.settings import EncryptionKey
 
 KEY = EncryptionKey(key_id="k1", key=bytes(range(32)))
 OTHER = EncryptionKey(key_id="k2", key=bytes(range(1, 33)))

@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib.crypto import Keyring, sign_token
-from lib.settings import EncryptionKey
+from lib.crypto import EncryptionKey, Keyring, sign_token
 from lib.web.session import SESSION_TTL_S, csrf_token, issue, verify, verify_csrf
 
 RING = Keyring(EncryptionKey(key_id="k1", key=bytes(range(32))))

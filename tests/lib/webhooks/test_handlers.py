@@ -10,13 +10,12 @@ from typing import Any, cast
 import pytest
 
 from lib.app import Services
-from lib.crypto import Keyring
+from lib.crypto import EncryptionKey, Keyring
 from lib.deadline import Deadline
 from lib.kv.client import KV
 from lib.kv.records import Installation, ProjectRecord
 from lib.kv.store import Store
 from lib.provisioning.reports import InstallationReport
-from lib.settings import EncryptionKey
 from lib.vercel.errors import (
     ConfigurationDisabled,
     NotFound,

@@ -18,12 +18,11 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from lib.app import Services
-from lib.crypto import Keyring, hmac_sha1_hex
+from lib.crypto import EncryptionKey, Keyring, hmac_sha1_hex
 from lib.deadline import Deadline
 from lib.kv.client import KV
 from lib.kv.records import Installation, ProjectRecord
 from lib.kv.store import Store
-from lib.settings import EncryptionKey
 from lib.webhooks.handlers import HANDLERS, Event, Outcome, Target
 from lib.webhooks.receive import Envelope, Reply, normalize_type, receive
 
