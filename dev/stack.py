@@ -122,6 +122,7 @@ class Stack:
     notes: dict[str, str] = field(default_factory=dict)
     defaults_used: list[str] = field(default_factory=list)
     on_stop: list[Callable[[], object]] = field(default_factory=list)
+    queue: Any = None  # dev.queue.local.LocalQueue when the queue SDK is installed
 
     def url(self, role: str) -> str:
         return self.servers[role].url
@@ -201,7 +202,25 @@ def start_stack(environ: MutableMapping[str, str] | None = None, root: Path = RO
     _start_kv_gateway(stack, ports["KV_PORT"], environ)
     _start_emulator(stack, ports["EMULATOR_PORT"], dev_url, environ)
     _serve(stack, "dev", create_devserver(root), ports["DEV_PORT"], "DEV_PORT")
+    _start_queue(stack, dev_url, environ)
     return stack
+
+
+def _start_queue(stack: Stack, dev_url: str, environ: MutableMapping[str, str]) -> None:
+    """Vercel Queues, locally: the SDK's embedded queue, delivering to the dev server's
+    functions over HTTP as Vercel does (dev/queue/local.py). Functions publish to it
+    through the variables the SDK reads; VERCEL_REGION is what Vercel sets."""
+    try:
+        from dev.queue.local import LocalQueue
+    except ModuleNotFoundError as exc:
+        stack.notes["queue"] = f"not started: {exc.name} missing (install requirements-dev.txt)"
+        return
+    queue = LocalQueue(stack.root, dev_url).start()
+    stack.on_stop.append(queue.stop)
+    apply_settings({**queue.env(), "VERCEL_REGION": "dev1"}, environ)
+    stack.queue = queue
+    topics = ", ".join(sorted({t.topic for t in queue.triggers})) or "no triggers"
+    stack.notes["queue"] = f"{queue.base_url}   embedded (vercel-queue), topics: {topics}"
 
 
 def _banner(stack: Stack, environ: MutableMapping[str, str], out: TextIO) -> None:
@@ -215,6 +234,7 @@ def _banner(stack: Stack, environ: MutableMapping[str, str], out: TextIO) -> Non
         f"  Vercel API emulator   {emulator.url if emulator else '-'}   "
         + stack.notes.get("emulator", ""),
         f"  KV gateway            {kv.url if kv else '-'}   {stack.notes.get('kv', '')}",
+        f"  Queue                 {stack.notes.get('queue', '-')}",
         "",
         "Open:",
         f"  Landing page          {dev}/",
