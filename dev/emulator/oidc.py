@@ -105,6 +105,11 @@ def discovery(ctx: Context) -> dict[str, Any]:
     }
 
 
+def _same(given: str, expected: str) -> bool:
+    """Constant-time equality that also takes non-ASCII input (str compare_digest raises)."""
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
 def _append_query(url: str, params: dict[str, str]) -> str:
     return f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
 
@@ -170,7 +175,7 @@ class Provider:
     def _check(self, params: dict[str, str]) -> _Authorize | Response:
         config = self._ctx.config
         client_id = params.get("client_id", "")
-        if not client_id or not hmac.compare_digest(client_id, config.app_client_id):
+        if not client_id or not _same(client_id, config.app_client_id):
             return self._error_page("The client_id is missing or names no Vercel App.")
         redirect_uri = params.get("redirect_uri", "")
         if redirect_uri not in config.app_redirect_uris:
@@ -323,8 +328,8 @@ class Provider:
         client_id, client_secret = client
         config = self._ctx.config
         if not (
-            hmac.compare_digest(client_id, config.app_client_id)
-            and hmac.compare_digest(client_secret, config.app_client_secret)
+            _same(client_id, config.app_client_id)
+            and _same(client_secret, config.app_client_secret)
         ):
             return oauth_error(
                 401,
@@ -356,7 +361,7 @@ class Provider:
             if problem is not None or code is None:
                 return oauth_error(400, "invalid_grant", problem or "")
             computed = b64url(hashlib.sha256(verifier.encode("ascii")).digest())
-            if not hmac.compare_digest(computed, code.code_challenge):
+            if not _same(computed, code.code_challenge):
                 return oauth_error(
                     400, "invalid_grant", "Invalid grant: code_verifier does not match"
                 )
@@ -431,7 +436,11 @@ class Provider:
         if isinstance(client, Response):
             return client
         config = self._ctx.config
-        if client != (config.app_client_id, config.app_client_secret):
+        client_id, client_secret = client
+        if not (
+            _same(client_id, config.app_client_id)
+            and _same(client_secret, config.app_client_secret)
+        ):
             return oauth_error(
                 401,
                 "invalid_client",

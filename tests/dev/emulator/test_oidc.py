@@ -269,7 +269,9 @@ def test_code_expires_after_ten_minutes(stack: Stack) -> None:
     "overrides",
     [
         {"client_id": "cl_unknown"},
+        {"client_id": "cl_ünïcode"},
         {"client_secret": "wrong"},
+        {"client_secret": "wröng"},
         {"client_secret": None},
     ],
 )
@@ -316,6 +318,7 @@ def test_unknown_client_or_redirect_uri_shows_an_error_page(stack: Stack) -> Non
     client = stack.client()
     for overrides in (
         {"client_id": "cl_unknown"},
+        {"client_id": "cl_ünïcode"},
         {"client_id": None},
         {"redirect_uri": "https://evil.example/callback"},
         {"redirect_uri": REDIRECT + "/"},
