@@ -92,10 +92,17 @@ class Dashboard:
                     if cfg
                     else '<span class="muted">not installed</span>'
                 )
+                envs = ", ".join(
+                    f'<a href="/{esc(account.slug)}/{esc(p.name)}/settings/environment-variables">'
+                    f"{esc(p.name)}</a>"
+                    for p in sorted(ctx.store.projects_of(account.id), key=lambda p: p.name)
+                )
                 rows.append(
                     f"<li><strong>{esc(account.name)}</strong> "
                     f'<span class="muted">({esc(account.slug)}, {projects} projects)</span>: '
-                    f"{link}</li>"
+                    f"{link}"
+                    + (f'<br><span class="muted">Variables of</span> {envs}' if envs else "")
+                    + "</li>"
                 )
         body = (
             "<h1>Vercel emulator</h1>"

@@ -93,6 +93,9 @@ def test_project_variables_page(stack: Stack) -> None:
     empty = client.get("/acme/docs/settings/environment-variables")
     assert "No environment variables." in empty.text
     assert client.get("/acme/nope/settings/environment-variables").status_code == 404
+    home = client.get("/").text
+    assert 'href="/acme/web/settings/environment-variables"' in home
+    assert 'href="/dev-user/my-blog/settings/environment-variables"' in home
 
 
 @pytest.fixture(scope="module")
