@@ -11,6 +11,8 @@ must not. Provisioning runs after the installation is stored (as pending) and ne
 a completed install into an error page: what it could not finish is left to the sweep.
 """
 
+from dataclasses import replace
+
 from lib.app import Services, get_services
 from lib.deadline import Deadline
 from lib.install import (
@@ -45,7 +47,7 @@ def _handle(request: Request) -> Response:
     services = get_services()
     try:
         params = parse_callback(request.query, services.settings)
-        result, inst, state = complete_install(
+        outcome = complete_install(
             params,
             store=services.store,
             settings=services.settings,
@@ -64,12 +66,12 @@ def _handle(request: Request) -> Response:
         log.error("install failed on our side", extra={"problem": str(exc)})
         err = InstallError(500, "misconfigured", "The integration is misconfigured.")
         return error_page(err, services.settings)
-    if inst is not None and state is not None and "configurationId" in state:
-        # A session only when a token was exchanged just now (a state comes back only
-        # then): Vercel vouched for this user.
-        return _verified(request, services, inst.configuration_id, str(state["configurationId"]))
+    inst, result = outcome.installation, outcome.result
+    if inst is not None and outcome.reverified is not None:
+        # A session only when a token was exchanged just now: Vercel vouched for this user.
+        return _verified(request, services, inst.configuration_id, outcome.reverified)
     if inst is not None:
-        _provision(services, inst, deadline, result)
+        result = _provision(services, inst, deadline, result)
     if result.next:
         return Response.redirect(result.next)
     return success_page(result)
@@ -77,7 +79,7 @@ def _handle(request: Request) -> Response:
 
 def _provision(
     services: Services, inst: Installation, deadline: Deadline, result: InstallResult
-) -> None:
+) -> InstallResult:
     """Provision within the budget. The installation was stored as pending, so whatever
     this can't finish (out of time, Vercel or KV failing) the sweep resumes."""
     try:
@@ -89,10 +91,9 @@ def _provision(
             "provisioning after install failed; left to the sweep",
             extra={"configuration_id": inst.configuration_id, "error": type(exc).__name__},
         )
-        result.pending = True
-        return
-    result.projects = [p.name or p.project_id for p in report.projects if p.complete]
-    result.pending = report.pending
+        return replace(result, pending=True)
+    done = [p.name or p.project_id for p in report.projects if p.complete]
+    return replace(result, projects=done, pending=report.pending)
 
 
 def _verified(request: Request, services: Services, got: str, wanted: str) -> Response:

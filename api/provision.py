@@ -54,8 +54,8 @@ def _status(request: Request, services: Services, deadline: Deadline) -> Respons
     if inst is None:
         raise HTTPError(404, "Unknown configuration.")
     report = {
-        "installation": status(inst, services.store.is_pending(cfg)),
-        "drift": drift(services.provisioner, inst, deadline),
+        "installation": status(inst, services.store.is_pending(cfg)).as_dict(),
+        "drift": drift(services.provisioner, inst, deadline).as_dict(),
     }
     return Response.json(report)
 

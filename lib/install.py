@@ -62,6 +62,7 @@ from lib.vercel.transport import call_timeout
 __all__ = [
     "STATE_COOKIE",
     "STATE_TTL_S",
+    "CallbackOutcome",
     "CallbackParams",
     "InstallError",
     "InstallResult",
@@ -113,13 +114,35 @@ class CallbackParams:
     state: str | None
 
 
-@dataclass
+@dataclass(frozen=True)
 class InstallResult:
+    """What the person sees at the end of a callback."""
+
     configuration_id: str
     next: str | None
     already_installed: bool = False
     projects: list[str] = field(default_factory=list)
     pending: bool = False
+
+
+@dataclass(frozen=True)
+class CallbackOutcome:
+    """What `complete_install` did: the result to show; the installation it stored and
+    the install state it consumed (both None when an earlier request with the same code
+    completed the install: nothing was exchanged or written then)."""
+
+    result: InstallResult
+    installation: Installation | None = None
+    state: dict[str, Any] | None = None
+
+    @property
+    def reverified(self) -> str | None:
+        """The configuration a configuration page asked Vercel to vouch for, when a token
+        was exchanged just now (only then does a state come back)."""
+        if self.installation is None or self.state is None:
+            return None
+        wanted = self.state.get("configurationId")
+        return None if wanted is None else str(wanted)
 
 
 def safe_next(value: str | None, dashboard_url: str) -> str | None:
@@ -220,10 +243,8 @@ def complete_install(
     nonce: str | None,
     deadline: Deadline,
     transport: Any = None,
-) -> tuple[InstallResult, Installation | None, dict[str, Any] | None]:
-    """Exchange the code and store the installation. Returns the result, the stored
-    installation and the state payload (both None when an earlier request for the same
-    code already completed it: nothing is exchanged or written then)."""
+) -> CallbackOutcome:
+    """Exchange the code and store the installation."""
     cfg = params.configuration_id
     redirect_uri = settings.require("redirect_uri")
     # Atomic, not merely pipelined: see `Store.claim_install`.
@@ -234,7 +255,7 @@ def complete_install(
         # outcome is ours; this request used nothing (a state it took goes back).
         _undo(store, claim, release_code=False, restore_state=True)
         _await_peer(store, claim, deadline)
-        return InstallResult(cfg, params.next, already_installed=True), None, None
+        return CallbackOutcome(InstallResult(cfg, params.next, already_installed=True))
 
     try:
         existing = store.claimed_installation(claim)
@@ -245,7 +266,7 @@ def complete_install(
             # The code was used before we kept a record of it (or that record expired),
             # and the installation exists: the install worked. Nothing is written.
             _undo(store, claim, release_code=True, restore_state=True)
-            return InstallResult(cfg, params.next, already_installed=True), None, None
+            return CallbackOutcome(InstallResult(cfg, params.next, already_installed=True))
         access = token.access_token.get_secret_value()
         register_secret(access)
         configuration = _read_configuration(access, token, settings, deadline, transport)
@@ -274,7 +295,7 @@ def complete_install(
             "refreshed": existing is not None,
         },
     )
-    return (
+    return CallbackOutcome(
         InstallResult(cfg, params.next, already_installed=existing is not None),
         inst,
         state_payload,

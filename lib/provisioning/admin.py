@@ -7,13 +7,18 @@ picks it up. Thousands of installations never fit one function run, and need not
 
 from __future__ import annotations
 
-from typing import Any
-
 from lib.deadline import Deadline
 from lib.kv.records import Installation
 from lib.provisioning.fanout import fan_out
 from lib.provisioning.reconcile import Provisioner
-from lib.provisioning.reports import InstallationReport
+from lib.provisioning.reports import (
+    ChangedVar,
+    Drift,
+    HeldVar,
+    InstallationReport,
+    MissingVar,
+    ProjectDrift,
+)
 from lib.vercel.errors import VercelError
 from lib.vercel.models import Project
 
@@ -63,9 +68,7 @@ def rotate_secrets(
     return provisioner.reconcile(configuration_id, deadline)
 
 
-def drift(
-    provisioner: Provisioner, installation: Installation, deadline: Deadline
-) -> dict[str, Any]:
+def drift(provisioner: Provisioner, installation: Installation, deadline: Deadline) -> Drift:
     """Desired vs actual per project: keys, targets and field names, never a value, and
     nothing written (a dry run of the reconcile's plan)."""
     cfg = installation.configuration_id
@@ -74,38 +77,36 @@ def drift(
     try:
         projects = provisioner.projects(client, installation)
     except VercelError as exc:
-        return {"error": exc.code, "projects": [], "inSync": False}
+        return Drift(projects=[], in_sync=False, error=exc.code)
 
-    def one(project: Project) -> dict[str, Any]:
+    def one(project: Project) -> ProjectDrift:
         try:
             p = provisioner.plan_project(
                 client, installation, project, secrets, records.get(project.id)
             )
         except VercelError as exc:
-            return {"projectId": project.id, "name": project.name, "error": exc.code}
+            return ProjectDrift(project.id, project.name, error=exc.code)
         clashing = {c.env_id for c in p.clashes}
-        return {
-            "projectId": project.id,
-            "name": project.name,
-            "inSync": p.writes == 0,
-            "ok": sorted(_key(s) for s in p.unchanged),
-            "missing": [{"key": s.key, "targets": s.target} for _, s in p.creates],
-            "changed": [
-                {
-                    "key": _key(u.slot),
-                    "fields": sorted(u.patch.model_fields_set - {"value"})
+        return ProjectDrift(
+            project.id,
+            project.name,
+            in_sync=p.writes == 0,
+            ok=sorted(_key(s) for s in p.unchanged),
+            missing=[MissingVar(s.key, s.target) for _, s in p.creates],
+            changed=[
+                ChangedVar(
+                    _key(u.slot),
+                    sorted(u.patch.model_fields_set - {"value"})
                     + (["value"] if "value" in u.patch.model_fields_set else []),
-                }
+                )
                 for u in p.updates
             ],
-            "extra": len([d for d in p.deletes if d not in clashing]),
-            "conflicts": [
-                {"key": c.key, "targets": list(c.targets), "owner": c.owner} for c in p.clashes
-            ],
-        }
+            extra=len([d for d in p.deletes if d not in clashing]),
+            conflicts=[HeldVar(c.key, list(c.targets), c.owner) for c in p.clashes],
+        )
 
     rows = fan_out(one, projects, _DRIFT_CONCURRENCY)
-    return {"projects": rows, "inSync": all(r.get("inSync") for r in rows)}
+    return Drift(projects=rows, in_sync=all(r.in_sync for r in rows))
 
 
 def _key(slot: str) -> str:

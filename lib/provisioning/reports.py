@@ -5,12 +5,24 @@ never a value or a token.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from lib.kv.records import Installation
 
-__all__ = ["InstallationReport", "Outcome", "ProjectReport", "status"]
+__all__ = [
+    "ChangedVar",
+    "Drift",
+    "HeldVar",
+    "InstallationReport",
+    "MissingVar",
+    "Outcome",
+    "ProjectDrift",
+    "ProjectReport",
+    "Status",
+    "status",
+]
 
 Outcome = Literal["done", "partial", "paused", "broken", "blocked", "unknown"]
 
@@ -53,19 +65,121 @@ class InstallationReport:
         }
 
 
-def status(installation: Installation, pending: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Status:
     """What an operator (or the installing user) may see of an installation: no token."""
-    return {
-        "configurationId": installation.configuration_id,
-        "ownerId": installation.owner_id,
-        "teamId": installation.team_id,
-        "scopes": installation.scopes,
-        "projectSelection": installation.project_selection,
-        "projectIds": installation.project_ids,
-        "status": installation.status,
-        "statusReason": installation.status_reason,
-        "source": installation.source,
-        "createdAt": installation.created_at,
-        "updatedAt": installation.updated_at,
-        "pending": pending,
-    }
+
+    configuration_id: str
+    owner_id: str
+    team_id: str | None
+    scopes: list[str]
+    project_selection: str | None
+    project_ids: list[str]
+    status: str
+    status_reason: str | None
+    source: str | None
+    created_at: float
+    updated_at: float
+    pending: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "configurationId": self.configuration_id,
+            "ownerId": self.owner_id,
+            "teamId": self.team_id,
+            "scopes": self.scopes,
+            "projectSelection": self.project_selection,
+            "projectIds": self.project_ids,
+            "status": self.status,
+            "statusReason": self.status_reason,
+            "source": self.source,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+            "pending": self.pending,
+        }
+
+
+def status(installation: Installation, pending: bool) -> Status:
+    """The installation as `/provision` and the configuration page show it."""
+    return Status(
+        configuration_id=installation.configuration_id,
+        owner_id=installation.owner_id,
+        team_id=installation.team_id,
+        scopes=installation.scopes,
+        project_selection=installation.project_selection,
+        project_ids=installation.project_ids,
+        status=installation.status,
+        status_reason=installation.status_reason,
+        source=installation.source,
+        created_at=installation.created_at,
+        updated_at=installation.updated_at,
+        pending=pending,
+    )
+
+
+@dataclass(frozen=True)
+class MissingVar:
+    key: str
+    targets: Sequence[str] | None
+
+
+@dataclass(frozen=True)
+class ChangedVar:
+    key: str
+    fields: list[str]  # the fields that differ, "value" last (never the value itself)
+
+
+@dataclass(frozen=True)
+class HeldVar:
+    """A desired var whose key and targets someone else's var holds (left unchanged)."""
+
+    key: str
+    targets: list[str]
+    owner: str
+
+
+@dataclass(frozen=True)
+class ProjectDrift:
+    """Desired against actual in one project, or why it could not be read (`error`)."""
+
+    project_id: str
+    name: str | None
+    error: str | None = None
+    in_sync: bool = False
+    ok: list[str] = field(default_factory=list)
+    missing: list[MissingVar] = field(default_factory=list)
+    changed: list[ChangedVar] = field(default_factory=list)
+    extra: int = 0
+    conflicts: list[HeldVar] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        head: dict[str, Any] = {"projectId": self.project_id, "name": self.name}
+        if self.error is not None:
+            return {**head, "error": self.error}
+        return {
+            **head,
+            "inSync": self.in_sync,
+            "ok": self.ok,
+            "missing": [{"key": m.key, "targets": m.targets} for m in self.missing],
+            "changed": [{"key": c.key, "fields": c.fields} for c in self.changed],
+            "extra": self.extra,
+            "conflicts": [
+                {"key": c.key, "targets": c.targets, "owner": c.owner} for c in self.conflicts
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Desired against actual for every reachable project (a dry run: nothing written);
+    `error` when the projects could not be listed at all."""
+
+    projects: list[ProjectDrift]
+    in_sync: bool
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        rows = [p.as_dict() for p in self.projects]
+        if self.error is not None:
+            return {"error": self.error, "projects": rows, "inSync": self.in_sync}
+        return {"projects": rows, "inSync": self.in_sync}

@@ -358,7 +358,7 @@ def run(
 ) -> tuple[Any, Installation | None, dict[str, Any] | None]:
     store, settings_, spec = unit
     params = CallbackParams(code, CFG, team_id, "https://vercel.com/next", "external", state)
-    return complete_install(
+    outcome = complete_install(
         params,
         store=store,
         settings=settings_,
@@ -367,6 +367,7 @@ def run(
         deadline=Deadline(10),
         transport=httpx.MockTransport(vercel.handler),
     )
+    return outcome.result, outcome.installation, outcome.state
 
 
 def keys(kv: Any) -> dict[str, Any]:

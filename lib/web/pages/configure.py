@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from html import escape
-from typing import Any
 
+from lib.provisioning.reports import Drift, ProjectDrift, Status
 from lib.provisioning.spec import TARGETS, EnvEntry
 from lib.web.pages.layout import page, safe
 from lib.web.session import CSRF_FIELD
@@ -63,36 +63,36 @@ def _targets(targets: Iterable[str] | None) -> str:
     return escape(", ".join(ordered) or "all environments")
 
 
-def _problems(p: dict[str, Any]) -> list[str]:
+def _problems(p: ProjectDrift) -> list[str]:
     lines = []
-    for m in p.get("missing", []):
-        lines.append(f"{_code(m['key'])} missing in {_targets(m.get('targets'))}")
-    for c in p.get("changed", []):
-        fields = ", ".join(c.get("fields") or []) or "settings"
-        lines.append(f"{_code(c['key'])} was changed outside the integration ({escape(fields)})")
-    for c in p.get("conflicts", []):
+    for m in p.missing:
+        lines.append(f"{_code(m.key)} missing in {_targets(m.targets)}")
+    for c in p.changed:
+        fields = ", ".join(c.fields) or "settings"
+        lines.append(f"{_code(c.key)} was changed outside the integration ({escape(fields)})")
+    for h in p.conflicts:
         lines.append(
-            f"{_code(c['key'])} in {_targets(c.get('targets'))} is "
-            f"{_OWNERS.get(str(c.get('owner')), _OTHER)}: left unchanged"
+            f"{_code(h.key)} in {_targets(h.targets)} is "
+            f"{_OWNERS.get(h.owner, _OTHER)}: left unchanged"
         )
-    extra = int(p.get("extra") or 0)
+    extra = p.extra
     if extra:
         lines.append(f"{extra} variable(s) the integration no longer needs, to be removed")
     return lines
 
 
-def _project_row(p: dict[str, Any]) -> str:
-    name = escape(str(p.get("name") or p.get("projectId") or "?"))
-    if "error" in p:
+def _project_row(p: ProjectDrift) -> str:
+    name = escape(p.name or p.project_id or "?")
+    if p.error is not None:
         state = _badge("unreachable", "err")
-        detail = f"Could not read this project from Vercel ({escape(str(p['error']))})."
+        detail = f"Could not read this project from Vercel ({escape(p.error)})."
     else:
-        conflicts = bool(p.get("conflicts"))
-        if p.get("inSync"):
+        conflicts = bool(p.conflicts)
+        if p.in_sync:
             state = _badge("conflict", "warn") if conflicts else _badge("in sync", "ok")
         else:
             state = _badge("drift", "warn")
-        ok = list(dict.fromkeys(p.get("ok") or []))  # a split var has two records
+        ok = list(dict.fromkeys(p.ok))  # a split var has two records
         lines = _problems(p)
         if ok:
             lines.insert(0, "Provisioned: " + ", ".join(_code(k) for k in ok))
@@ -104,13 +104,13 @@ def _project_row(p: dict[str, Any]) -> str:
     return f'<tr><th scope="row">{name}</th><td>{state}</td><td>{detail}</td></tr>'
 
 
-def _projects(drift: dict[str, Any]) -> str:
-    if drift.get("error"):
+def _projects(drift: Drift) -> str:
+    if drift.error:
         return (
             '<p class="notice warn" role="alert">Vercel did not list your projects just now '
-            f"({escape(str(drift['error']))}). Reload this page in a minute.</p>"
+            f"({escape(drift.error)}). Reload this page in a minute.</p>"
         )
-    rows = sorted(drift.get("projects", []), key=lambda p: str(p.get("name") or ""))
+    rows = sorted(drift.projects, key=lambda p: p.name or "")
     if not rows:
         return '<p class="muted">No projects are reachable with the access you granted.</p>'
     return (
@@ -136,20 +136,20 @@ def _managed(entries: Sequence[EnvEntry]) -> str:
     )
 
 
-def _summary(status: dict[str, Any]) -> str:
-    owner = f"Team {_code(status['teamId'])}" if status.get("teamId") else "Your personal account"
-    if status.get("projectSelection") == "selected":
-        count = len(status.get("projectIds") or [])
+def _summary(status: Status) -> str:
+    owner = f"Team {_code(status.team_id)}" if status.team_id else "Your personal account"
+    if status.project_selection == "selected":
+        count = len(status.project_ids)
         access = f"{count} selected project{'' if count == 1 else 's'}"
     else:
         access = "All projects, including new ones"
-    label, tone = _STATUS.get(status.get("status") or "active", ("Unknown", "warn"))
+    label, tone = _STATUS.get(status.status or "active", ("Unknown", "warn"))
     health = _badge(label, tone)
-    if status.get("statusReason"):
-        health += f' <span class="muted">{escape(status["statusReason"])}</span>'
+    if status.status_reason:
+        health += f' <span class="muted">{escape(status.status_reason)}</span>'
     work = (
         _badge("Work pending", "warn") + ' <span class="muted">finishing in the background</span>'
-        if status.get("pending")
+        if status.pending
         else _badge("Nothing pending", "ok")
     )
     items = [
@@ -190,14 +190,14 @@ def _actions(cfg: str, csrf: str, secret_keys: list[str]) -> str:
 
 
 def render(
-    status: dict[str, Any],
-    drift: dict[str, Any],
+    status: Status,
+    drift: Drift,
     csrf: str,
     notice: str | None,
     entries: Sequence[EnvEntry] = (),
 ) -> str:
     """The whole page. `notice` is one of `NOTICES`' values (shown as a status banner)."""
-    cfg = str(status["configurationId"])
+    cfg = status.configuration_id
     secret_keys = list(dict.fromkeys(e.key for e in entries if "{secret." in e.value))
     banner = f'<p class="notice ok" role="status">{escape(notice)}</p>' if notice else ""
     body = (

@@ -59,7 +59,7 @@ def test_drift_is_a_dry_run_and_shows_remembered_conflicts(e2e: E2E) -> None:
         e2e.emulator.reset_calls()
         # Even past the recheck time, drift reports what it knows instead of guessing.
         later = provisioner(e2e, spec, clock=lambda: time.time() + 2 * HIDDEN_RECHECK_S)
-        report = drift(later, inst, Deadline(30))
+        report = drift(later, inst, Deadline(30)).as_dict()
     finally:
         store.kv = spy.inner
     assert vercel_writes(e2e) == {}
@@ -83,11 +83,11 @@ def test_drift_reports_unreachable_projects_and_listing_failures(e2e: E2E) -> No
     assert len(ours(e2e, inst)) == 3
     e2e.emulator.set_faults([{"route": "GET /v10/projects/{idOrName}/env", "probability": 1.0,
                               "kinds": ["500"]}])  # fmt: skip
-    report = drift(prov, inst, Deadline(30))
+    report = drift(prov, inst, Deadline(30)).as_dict()
     assert report["inSync"] is False
     assert {r["error"] for r in report["projects"]} == {"internal_server_error"}
     e2e.emulator.disable_configuration(inst.configuration_id)
-    assert drift(prov, inst, Deadline(30)) == {
+    assert drift(prov, inst, Deadline(30)).as_dict() == {
         "error": "integration_configuration_disabled",
         "projects": [],
         "inSync": False,
@@ -96,7 +96,7 @@ def test_drift_reports_unreachable_projects_and_listing_failures(e2e: E2E) -> No
 
 def test_status_shows_the_installation_without_its_token(e2e: E2E) -> None:
     inst = install(e2e, SCOPE_TEAM)
-    shown = status(inst, pending=True)
+    shown = status(inst, pending=True).as_dict()
     assert shown["configurationId"] == inst.configuration_id
     assert shown["teamId"] == inst.team_id
     assert shown["pending"] is True

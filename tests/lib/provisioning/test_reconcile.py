@@ -150,14 +150,14 @@ def install(
     minted = e2e.emulator.mint_code(scope=scope, project_selection=selection, projects=projects)
     services = e2e.services()
     params = parse_callback(parse_qs(urlsplit(minted["redirectUrl"]).query), services.settings)
-    _, inst, _ = complete_install(
+    inst = complete_install(
         params,
         store=services.store,
         settings=services.settings,
         spec=spec or spec_of(SPEC),
         nonce=None,
         deadline=Deadline(10),
-    )
+    ).installation
     assert inst is not None
     return inst
 

@@ -1,5 +1,7 @@
+import re
 from typing import Any
 
+from lib.provisioning.reports import ChangedVar, Drift, HeldVar, MissingVar, ProjectDrift, Status
 from lib.provisioning.spec import EnvEntry
 from lib.web.pages.configure import NOTICES, render
 
@@ -17,17 +19,51 @@ ENTRIES = (
 )
 
 
-def _status(**changes: Any) -> dict[str, Any]:
-    return {
+def _status(**changes: Any) -> Status:
+    """A Status from the camelCase fields `/provision` shows (the same object renders both)."""
+    shown = {
         "configurationId": "icfg_abc",
+        "ownerId": "team_123",
         "teamId": "team_123",
+        "scopes": [],
         "projectSelection": "selected",
         "projectIds": ["prj_1", "prj_2"],
         "status": "active",
         "statusReason": None,
+        "source": None,
+        "createdAt": 1.0,
+        "updatedAt": 2.0,
         "pending": False,
         **changes,
     }
+    snake = {re.sub(r"[A-Z]", lambda m: "_" + m[0].lower(), k): v for k, v in shown.items()}
+    return Status(**snake)
+
+
+def _drift(shown: dict[str, Any]) -> Drift:
+    """A Drift from its JSON form (what `/provision` answers), to keep the cases readable."""
+
+    def project(p: dict[str, Any]) -> ProjectDrift:
+        if "error" in p:
+            return ProjectDrift(p["projectId"], p["name"], error=p["error"])
+        return ProjectDrift(
+            p["projectId"],
+            p["name"],
+            in_sync=p["inSync"],
+            ok=p["ok"],
+            missing=[MissingVar(m["key"], m.get("targets")) for m in p["missing"]],
+            changed=[ChangedVar(c["key"], c.get("fields") or []) for c in p["changed"]],
+            extra=p["extra"],
+            conflicts=[HeldVar(c["key"], c["targets"], c["owner"]) for c in p["conflicts"]],
+        )
+
+    rows = [project(p) for p in shown["projects"]]
+    in_sync = all(r.in_sync for r in rows)
+    drift = Drift(rows, in_sync, error=shown.get("error"))
+    assert drift.as_dict() == {"inSync": in_sync, **shown} | (
+        {"projects": [r.as_dict() for r in rows]}
+    )
+    return drift
 
 
 def _row(name: str, **changes: Any) -> dict[str, Any]:
@@ -46,7 +82,11 @@ def _row(name: str, **changes: Any) -> dict[str, Any]:
 
 def _render(drift: dict[str, Any], **kwargs: Any) -> str:
     return render(
-        kwargs.pop("status", _status()), drift, "csrf-token", kwargs.pop("notice", None), ENTRIES
+        kwargs.pop("status", _status()),
+        _drift(drift),
+        "csrf-token",
+        kwargs.pop("notice", None),
+        ENTRIES,
     )
 
 
@@ -142,7 +182,7 @@ def test_everything_dynamic_is_escaped() -> None:
             )
         ]
     }
-    html = render(_status(teamId=evil, statusReason=evil), drift, evil, None, ENTRIES)
+    html = render(_status(teamId=evil, statusReason=evil), _drift(drift), evil, None, ENTRIES)
     assert "<script>" not in html
     assert "&lt;script&gt;" in html
     assert 'value="&lt;script&gt;alert(1)&lt;/script&gt;&quot;"' in html  # the CSRF field
@@ -158,7 +198,7 @@ def test_forms_post_back_with_the_csrf_token() -> None:
 
 
 def test_without_secrets_there_is_nothing_to_rotate() -> None:
-    html = render(_status(), {"projects": []}, "t", None, ENTRIES[2:])
+    html = render(_status(), _drift({"projects": []}), "t", None, ENTRIES[2:])
     assert 'value="rotate"' not in html
     assert 'value="resync"' in html
 
