@@ -184,6 +184,7 @@ def run() -> dict[str, float]:
         while any(world.queue.backlog().values()) and time.perf_counter() < drained_by:
             time.sleep(0.2)
         backlog = world.queue.backlog()
+        hops = sum(world.queue.sent().values())
     bound = (PROJECTS - CAPACITY) / RATE
     routes = calls["routes"]
     creates = routes.get("POST /v10/projects/{idOrName}/env", {}).get("count", 0)
@@ -195,6 +196,7 @@ def run() -> dict[str, float]:
         "converge_callback_s": callback_s,
         "converge_done_by_callback": float(at_callback),
         "converge_create_calls_per_project": creates / PROJECTS,
+        "converge_queue_messages": float(hops),
     }
     if PROJECTS == FULL:
         figures["converge_1000_s"] = converge_s
@@ -218,6 +220,7 @@ def _print(f: dict[str, float], queued: bool, backlog: dict[str, int]) -> None:
             (f"rate bound (N - C) / R = ({PROJECTS} - {CAPACITY}) / {RATE:g}/s", f"{f['converge_rate_bound_s']:.1f} s", ""),
             ("ratio", f"{ratio:.2f}", f"≤ {goal:g}: {'met' if ratio <= goal else 'MISSED'}"),
             ("env create calls per project (429s included)", f"{f['converge_create_calls_per_project']:.2f}", ""),
+            ("queue messages (hops of the chain)", f"{f['converge_queue_messages']:.0f}", ""),
             ("queue backlog after the last hop (waited up to 60 s)", str(sum(backlog.values())), ""),
         ],
     )  # fmt: skip

@@ -170,6 +170,15 @@ class LocalQueue:
 
         return asyncio.run_coroutine_threadsafe(count(), self._loop).result(5)
 
+    def sent(self) -> dict[str, int]:
+        """Messages stored so far, acknowledged or not, per topic (how long a chain was)."""
+
+        async def count() -> dict[str, int]:
+            state = self._app.server.state
+            return {topic: len(messages) for topic, messages in state.by_topic.items()}
+
+        return asyncio.run_coroutine_threadsafe(count(), self._loop).result(5)
+
     def _run(self) -> None:
         self._loop.run_until_complete(self._serve())
 

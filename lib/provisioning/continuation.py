@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import random
 import threading
 import time
@@ -243,6 +244,14 @@ def continue_later(
         return False
     if report is not None and report.outcome in ("paused", "broken", "blocked", "unknown"):
         return False  # nothing a retry can do until the user acts (or it is gone)
+    if publisher is publish and not (
+        os.environ.get("VERCEL_REGION") or os.environ.get("VERCEL_QUEUE_BASE_URL")
+    ):
+        # Not on Vercel and no local queue (a bare test server): nothing to publish to.
+        log.info(
+            "no queue configured; left to the sweep", extra={"configuration_id": configuration_id}
+        )
+        return False
     cursor = "" if report is None else advance("", report)[0]
     message = Message(configuration_id, int(clock()), cursor=cursor or "")
     try:

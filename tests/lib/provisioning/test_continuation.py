@@ -300,3 +300,11 @@ def test_publishing_functions_do_not_import_the_queue_sdk() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert result.returncode == 0, result.stderr.decode()[-500:]
+
+
+def test_without_a_queue_the_sweep_keeps_the_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VERCEL_REGION", raising=False)
+    monkeypatch.delenv("VERCEL_QUEUE_BASE_URL", raising=False)
+    services = _Services(_Store())
+    assert not continue_later(services, "icfg_abc", None)
+    assert services.store.calls == []
