@@ -456,3 +456,55 @@ def test_ipc_runtime_reports_its_start(built: Built, e2e: E2E) -> None:
         )
     finally:
         runner.close()
+
+
+# --- the queue consumer (issue 14) ------------------------------------------------------
+
+
+def test_only_the_queue_consumer_carries_the_queue_trigger(built: Built) -> None:
+    """vercel.json's exact key for api/queue_consumer.py (before the glob) reaches the
+    built function's .vc-config.json, with the consumer group the SDK must subscribe as."""
+    declared = json.loads((built.result.tree / "vercel.json").read_text())["functions"]
+    wanted = declared["api/queue_consumer.py"]
+    for name, bundle in built.bundles.items():
+        triggers = bundle.config.get("experimentalTriggers")
+        if name != "queue_consumer":
+            assert not triggers, name
+            continue
+        assert triggers == [
+            {**wanted["experimentalTriggers"][0], "consumer": "api_Squeue__consumer_Dpy"}
+        ]
+        assert triggers[0]["type"] == "queue/v2beta"
+        assert triggers[0]["topic"] == "provision"
+        for key in ("memory", "maxDuration"):
+            assert bundle.config[key] == wanted[key], key
+
+
+def test_queue_consumer_refuses_an_unsigned_delivery(functions: Functions, e2e: E2E) -> None:
+    """Only the queue may drive the consumer: a POST whose message is not signed by this
+    deployment is refused before anything else (the queue SDK loads from the bundle)."""
+    forged = {
+        "v": 1,
+        "installation": "icfg_forged",
+        "generation": 1,
+        "hop": 0,
+        "cursor": "",
+        "stall": 0,
+        "skipped": False,
+        "mac": "0" * 64,
+    }
+    headers = {
+        "content-type": "application/json",
+        "ce-type": "com.vercel.queue.v2beta",
+        "ce-vqsqueuename": "provision",
+        "ce-vqsconsumergroup": "api_Squeue__consumer_Dpy",
+        "ce-vqsmessageid": "0-forged",
+        "ce-vqsreceipthandle": "forged",
+    }
+    body = json.dumps(forged).encode()
+    reply = functions.request("queue_consumer", "POST", "/api/queue_consumer", body, headers)
+    assert reply.status == 401, reply.body
+    assert functions.request("queue_consumer", "GET", "/api/queue_consumer").status == 405
+
+
+CHECKS["queue_consumer"] = test_queue_consumer_refuses_an_unsigned_delivery
