@@ -76,8 +76,8 @@ VERSION = 1
 # work well before, so the reconcile's writes are recorded and the next message sent.
 CONSUMER_BUDGET_S = 40.0
 # A chain that has not converged after this many messages stops; the installation stays
-# pending and the cron sweep takes it from there. 10,000 projects at Vercel's rate limit
-# take a few hundred hops (see the README), so this only stops a runaway chain.
+# pending and the cron sweep takes it from there. 1,000 projects at 300 creates a minute
+# took 9 messages (dev/queue/README.md), so this only stops a runaway chain.
 MAX_HOPS = 10_000
 # No delay may exceed the queue's retention (24 h on the conservative reading of
 # https://vercel.com/docs/queues/pricing); a rate limit never asks for more than minutes.
