@@ -373,6 +373,7 @@ class Store:
             after = change(before)
             if after is None:
                 return before, None
+            after = self._resealed(after)
             writes = self._installation_writes(after)
             if after.owner_id != before.owner_id:
                 writes.append(["SREM", self.key("owner", before.owner_id), configuration_id])

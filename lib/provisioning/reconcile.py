@@ -26,7 +26,7 @@ from typing import Any
 from lib.deadline import Deadline
 from lib.kv.client import KVError
 from lib.kv.records import Installation, ProjectRecord
-from lib.kv.store import Store
+from lib.kv.store import Gone, Store
 from lib.log import get_logger
 from lib.provisioning.fanout import fan_out
 from lib.provisioning.plan import Clash, Plan, fingerprint, plan
@@ -125,6 +125,29 @@ class Provisioner:
         (given), or just the reachable projects whose ids are in `only`.
         `recheck_conflicts` tries again the writes that vars hidden from us blocked."""
         report = InstallationReport(configuration_id)
+        try:
+            return self._reconcile(
+                report, deadline, projects, only, installation, recheck_conflicts
+            )
+        except Gone:
+            # Uninstalled meanwhile: the store refused this run's writes from then on.
+            report.outcome, report.reason, report.pending = (
+                "unknown",
+                "uninstalled meanwhile",
+                False,
+            )
+            return report
+
+    def _reconcile(
+        self,
+        report: InstallationReport,
+        deadline: Deadline,
+        projects: Sequence[Project] | None,
+        only: Iterable[str] | None,
+        installation: Installation | None,
+        recheck_conflicts: bool,
+    ) -> InstallationReport:
+        configuration_id = report.configuration_id
         inst, secrets, records = self.store.load(configuration_id)
         inst = installation or inst
         if inst is None:

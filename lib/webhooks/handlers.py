@@ -10,6 +10,13 @@ and the reconcile that follows meets the same refusal and records why. A `projec
 leaves a tombstone with its `createdAt`, and an older `project.created` delivered late
 is ignored.
 
+Newer facts win (Vercel delivers in no guaranteed order, retried for 24 h). The record
+carries a watermark per fact (owner, scopes, project selection: when it was last known
+true); a handler refuses an event older than the watermark of the fact it changes, and
+a fact read from Vercel counts as of the moment it was read. Every record write is a
+compare-and-set (`Store.update_installation`), so concurrent handlers keep each other's
+facts, and refused once the installation is uninstalled (`Gone`: the handler stops).
+
 A handler answers "retry" only for transient trouble; a disabled or revoked installation
 is recorded as such and the event acknowledged (retrying is futile). An installation with
 unfinished work (pending, or paused) is reconciled in full by its next event, which is
@@ -27,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from lib.deadline import Deadline
 from lib.kv.records import Installation, ProjectRecord
+from lib.log import get_logger
 from lib.provisioning.reports import InstallationReport
 from lib.vercel.errors import NotFound, VercelError
 from lib.vercel.models import IntegrationConfiguration, Project
@@ -37,6 +45,8 @@ if TYPE_CHECKING:
 __all__ = ["HANDLERS", "Event", "Handler", "Outcome", "Target"]
 
 Outcome = Literal["applied", "ignored", "retry"]
+
+log = get_logger("webhook")
 
 # Leave a margin under Vercel's 30 s webhook timeout for the KV writes around the work.
 _WORK_BUDGET_S = 18.0
@@ -126,35 +136,81 @@ def _live_configuration(
         return None
 
 
-def _access_update(event: Event, live: IntegrationConfiguration | None) -> dict[str, Any]:
-    """Project access and scopes: Vercel's current view, else what the payload says."""
+@dataclass(frozen=True)
+class _Facts:
+    """What an event (or Vercel, asked) says about an installation, and as of when."""
+
+    at: float
+    owner: tuple[str | None, str] | None = None  # (team id, owner id)
+    selection: tuple[Literal["all", "selected"], list[str]] | None = None
+    scopes: list[str] | None = None
+
+
+def _access_facts(event: Event, live: IntegrationConfiguration | None, read_at: float) -> _Facts:
+    """Project access and scopes: Vercel's current view (as of `read_at`), else what the
+    payload says (as of the event's `createdAt`)."""
     if live is not None:
-        selection = "all" if live.all_projects else "selected"
-        return {
-            "project_selection": selection,
-            "project_ids": [] if selection == "all" else list(live.projects or []),
-            "scopes": list(live.scopes),
-        }
-    update: dict[str, Any] = {}
-    selection = event.get("configuration", "projectSelection")
-    if selection in ("all", "selected"):
-        update["project_selection"] = selection
-        update["project_ids"] = (
-            event.ids("configuration", "projects") if selection == "selected" else []
-        )
-    if isinstance(event.get("configuration", "scopes"), list):
-        update["scopes"] = event.ids("configuration", "scopes")
-    return update
+        selection: Literal["all", "selected"] = "all" if live.all_projects else "selected"
+        ids = [] if selection == "all" else list(live.projects or [])
+        return _Facts(read_at, selection=(selection, ids), scopes=list(live.scopes))
+    wanted = event.get("configuration", "projectSelection")
+    chosen: tuple[Literal["all", "selected"], list[str]] | None = None
+    if wanted == "all":
+        chosen = ("all", [])
+    elif wanted == "selected":
+        chosen = ("selected", event.ids("configuration", "projects"))
+    scopes = event.ids("configuration", "scopes")
+    has_scopes = isinstance(event.get("configuration", "scopes"), list)
+    return _Facts(_event_time(event), selection=chosen, scopes=scopes if has_scopes else None)
 
 
-def _refresh(event: Event, target: Target, svc: Services, deadline: Deadline) -> Installation:
+def _apply(facts: _Facts) -> Callable[[Installation], Installation | None]:
+    """The pure change for `Store.update_installation`: each fact no older than its
+    watermark is set with its watermark; None when nothing is newer."""
+
+    def change(inst: Installation) -> Installation | None:
+        update: dict[str, Any] = {}
+        if facts.owner is not None and facts.at >= inst.owner_at:
+            team_id, owner_id = facts.owner
+            update.update(team_id=team_id, owner_id=owner_id, owner_at=facts.at)
+        if facts.selection is not None and facts.at >= inst.projects_at:
+            selection, ids = facts.selection
+            update.update(project_selection=selection, project_ids=ids, projects_at=facts.at)
+        if facts.scopes is not None and facts.at >= inst.scopes_at:
+            update.update(scopes=facts.scopes, scopes_at=facts.at)
+        if not update:
+            return None
+        return inst.model_copy(update={**update, "updated_at": time.time()})
+
+    return change
+
+
+def _store(svc: Services, inst: Installation, facts: _Facts) -> Installation | None:
+    """Write the newer facts; the record as it now stands (None when it is no longer
+    stored). Raises `Gone` after an uninstall."""
+    result = svc.store.update_installation(inst.configuration_id, _apply(facts))
+    if result is None:
+        return None
+    before, after = result
+    return after or before
+
+
+def _stale(event: Event, *watermarks: float) -> bool:
+    """Older than every fact it could change: refused (acknowledged, logged)."""
+    at = _event_time(event)
+    if all(at < mark for mark in watermarks):
+        log.info("event older than what it changes: ignored", extra={"event_id": event.id})
+        return True
+    return False
+
+
+def _refresh(
+    event: Event, target: Target, svc: Services, deadline: Deadline
+) -> Installation | None:
     """Store the installation's current access and scopes; return the updated record."""
+    read_at = time.time()
     live = _live_configuration(svc, target.installation, deadline)
-    update = _access_update(event, live)
-    update["updated_at"] = time.time()
-    inst = target.installation.model_copy(update=update)
-    svc.store.save_installation(inst)
-    return inst
+    return _store(svc, target.installation, _access_facts(event, live, read_at))
 
 
 def _reachable(inst: Installation, project_id: str) -> bool:
@@ -180,10 +236,15 @@ def on_permission_upgraded(
 ) -> Outcome:
     if target is None:
         return "ignored"
+    known = target.installation
+    if _stale(event, known.projects_at, known.scopes_at):
+        return "ignored"
     try:
         inst = _refresh(event, target, svc, deadline)
     except _Transient:
         return "retry"
+    if inst is None:
+        return "ignored"
     lost = [p for p in event.ids("projects", "removed") if not _reachable(inst, p)]
     svc.provisioner.forget_projects(inst.configuration_id, lost)
     added = [p for p in event.ids("projects", "added") if _reachable(inst, p)]
@@ -199,10 +260,14 @@ def on_scope_change_confirmed(
 ) -> Outcome:
     if target is None:
         return "ignored"
+    if _stale(event, target.installation.scopes_at):
+        return "ignored"
     try:
         inst = _refresh(event, target, svc, deadline)
     except _Transient:
         return "retry"
+    if inst is None:
+        return "ignored"
     # Blocked by a missing scope means paused and pending: `resume` covers it.
     return _reconcile(svc, inst, deadline) if target.resume else "applied"
 
@@ -210,22 +275,37 @@ def on_scope_change_confirmed(
 def on_transferred(
     event: Event, target: Target | None, svc: Services, deadline: Deadline
 ) -> Outcome:
-    """Move the owner index, then provision what the installation reaches in its new team."""
+    """Move the owner index, then provision what the installation reaches in its new team.
+
+    The owner is confirmed with Vercel: a retried A→B delivered after B→A must not point
+    the installation at B again. Vercel's answer (asked with the stored team first, then
+    the event's) wins; the payload is used only when Vercel won't say, and only if it is
+    newer than the owner we know."""
     if target is None:
         return "ignored"
     inst = target.installation
+    if _stale(event, inst.owner_at):
+        return "ignored"
     new_team = event.text("newTeamId")
-    new_owner = new_team or inst.user_id
-    moved = inst.model_copy(
-        update={"team_id": new_team, "owner_id": new_owner, "updated_at": time.time()}
-    )
-    former = {inst.owner_id, event.text("previousTeamId")} - {new_owner, None}
-    svc.store.save_installation(moved, former_owners=[str(old) for old in former])
+    moved = inst.model_copy(update={"team_id": new_team, "owner_id": new_team or inst.user_id})
+    read_at = time.time()
     try:
-        moved = _refresh(event, Target(moved, target.pending), svc, deadline)
+        live = _live_configuration(svc, inst, deadline)
+        if live is None and moved.team_id != inst.team_id:
+            live = _live_configuration(svc, moved, deadline)
     except _Transient:
         return "retry"
-    return _reconcile(svc, moved, deadline)
+    access = _access_facts(event, live, read_at)
+    if live is not None and (live.owner_id or live.team_id):
+        owner = (live.team_id, live.owner_id or live.team_id or inst.user_id)
+        facts = _Facts(read_at, owner=owner, selection=access.selection, scopes=access.scopes)
+    else:
+        owner = (moved.team_id, moved.owner_id)
+        facts = _Facts(_event_time(event), owner=owner, selection=access.selection)
+    stored = _store(svc, inst, facts)
+    if stored is None:
+        return "ignored"
+    return _reconcile(svc, stored, deadline)
 
 
 # -- project.* ----------------------------------------------------------------------------

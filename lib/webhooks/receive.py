@@ -9,16 +9,23 @@ durable; a transient failure gives the lease back and answers 503 so Vercel rede
 and the (idempotent) handler resumes. Event types we don't act on cost no KV call at all,
 a duplicate one, an event for an unknown installation two.
 
-An uninstall can land while another event's handler is still writing (a reconcile
-records what it did even when Vercel starts refusing the revoked token). So the round
-trip that marks an event done also checks the installation still exists, and sweeps up
-whatever the handler wrote after it was removed.
+A stale delivery is refused before any KV call: an event whose `createdAt` is older
+than the dedupe window (`EVENT_DONE_TTL_S`, 48 h; Vercel retries for 24 h) is
+acknowledged and ignored, with an audit log line, so a captured genuine delivery cannot
+be applied again once its dedupe mark has expired.
+
+An uninstall can land while another event's handler is still working. The store then
+refuses every write of the installation (`Gone`, see `lib.kv.store`): the handler stops
+and the event is acknowledged. The round trip that marks an event done also checks the
+installation still exists and, if not, deletes it again (which only renews the
+tombstone: nothing can have been written after it).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +35,7 @@ from lib.app import Services
 from lib.crypto import verify_hmac_sha1
 from lib.deadline import Deadline
 from lib.kv.client import KVError
+from lib.kv.store import EVENT_DONE_TTL_S, Gone
 from lib.log import get_logger
 from lib.webhooks.handlers import HANDLERS, Event, Outcome, Target
 
@@ -112,6 +120,15 @@ def _target(payload: dict[str, Any]) -> tuple[str | None, str | None]:
     return cfg, owner
 
 
+def _stale(envelope: Envelope, now: float | None = None) -> bool:
+    """Created longer ago than the dedupe window remembers (epoch ms, or s if small)."""
+    at = envelope.created_at
+    if at is None:
+        return False
+    seconds = at / 1000 if at > 1e11 else at
+    return (time.time() if now is None else now) - seconds > EVENT_DONE_TTL_S
+
+
 def receive(body: bytes, signature: str | None, services: Services, deadline: Deadline) -> Reply:
     """Handle one delivery. Never raises for bad input; KV trouble answers 503."""
     if not signature:
@@ -126,6 +143,12 @@ def receive(body: bytes, signature: str | None, services: Services, deadline: De
     if kind not in HANDLERS:
         log.debug("event ignored", extra={"type": kind, "event_id": envelope.id})
         return Reply(200, {"status": "ignored"})
+    if _stale(envelope):
+        log.info(
+            "stale event refused: older than the dedupe window",
+            extra={"type": kind, "event_id": envelope.id, "created_at": envelope.created_at},
+        )
+        return Reply(200, {"status": "ignored", "reason": "stale"})
     cfg, owner = _target(envelope.payload)
     if cfg is None and owner is None:
         return Reply(200, {"status": "ignored", "reason": "no installation named"})
@@ -174,7 +197,12 @@ def _run(event: Event, targets: list[Target], services: Services, deadline: Dead
         return handler(event, None, services, deadline) if event.type == _REMOVED else "ignored"
     outcome: Outcome = "ignored"
     for target in targets:
-        result = handler(event, target, services, deadline)
+        try:
+            result = handler(event, target, services, deadline)
+        except Gone:
+            # Uninstalled while the handler worked: it wrote nothing after that.
+            log.info("installation uninstalled meanwhile", extra={"event_id": event.id})
+            result = "ignored"
         if "retry" in (outcome, result):
             outcome = "retry"
         elif "applied" in (outcome, result):

@@ -8,7 +8,7 @@ import pytest
 from lib.crypto import CryptoError, EncryptionKey, Keyring
 from lib.kv.client import KV
 from lib.kv.records import Installation, ProjectRecord, StoreError
-from lib.kv.store import Store
+from lib.kv.store import Gone, Store
 
 KEY = EncryptionKey(key_id="k1", key=bytes(range(32)))
 OTHER = EncryptionKey(key_id="k2", key=bytes(range(1, 33)))
@@ -97,7 +97,7 @@ def test_new_secrets_never_overwrite_existing_ones(store: Store) -> None:
 
 def test_delete_leaves_nothing_of_the_installation(store: Store, kv) -> None:
     store.save_installation(make_installation(store), secrets={"s": "secret-value-1"})
-    store.save_installation(make_installation(store, cfg="icfg_2", owner="team_1"))
+    store.save_installation(make_installation(store, cfg="icfg_2", owner="team_1"), pending=False)
     store.put_project(
         "icfg_1", ProjectRecord(project_id="prj_1", env={"A||0": {"id": "env_1", "fp": "x"}})
     )
@@ -127,7 +127,8 @@ def test_set_status_never_resurrects_a_deleted_installation(store: Store) -> Non
     assert store.set_status("icfg_1", "paused", "disabled") is not None
     assert store.get_installation("icfg_1").status == "paused"  # type: ignore[union-attr]
     store.delete_installation("icfg_1", ["team_1"])
-    assert store.set_status("icfg_1", "active", None) is None
+    with pytest.raises(Gone):
+        store.set_status("icfg_1", "active", None)
     assert store.get_installation("icfg_1") is None
 
 
@@ -157,6 +158,8 @@ def test_one_time_state_is_consumed_once(store: Store) -> None:
 
 
 def test_pending_is_oldest_first(store: Store) -> None:
+    for cfg in ("icfg_a", "icfg_b"):
+        store.save_installation(make_installation(store, cfg=cfg), pending=False)
     store.mark_pending("icfg_a")
     store.mark_pending("icfg_b")
     store.mark_pending("icfg_a")  # re-marking moves it to the back

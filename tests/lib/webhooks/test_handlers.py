@@ -355,5 +355,5 @@ def test_uninstall_deletes_everything_even_without_a_record(world: World) -> Non
         "team_1",
     )
     assert run(world, removed, None) == "applied"
-    assert world.store.kv.call("KEYS", "e:*") == []
+    assert world.store.kv.call("KEYS", "e:*") == [world.store.gone_key("icfg_1")]
     assert run(world, event("integration-configuration.removed"), None) == "ignored"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -22,7 +23,7 @@ from lib.crypto import EncryptionKey, Keyring, hmac_sha1_hex
 from lib.deadline import Deadline
 from lib.kv.client import KV
 from lib.kv.records import Installation, ProjectRecord
-from lib.kv.store import Store
+from lib.kv.store import Gone, Store
 from lib.webhooks.handlers import HANDLERS, Event, Outcome, Target
 from lib.webhooks.receive import Envelope, Reply, normalize_type, receive
 
@@ -82,12 +83,14 @@ def installed(store: Store, cfg: str = "icfg_1", owner: str = "team_1") -> Insta
         user_id="user_1",
         sealed_token=store.seal_token(cfg, "vca_token"),
     )
-    store.save_installation(inst)
+    store.save_installation(inst, pending=False)
     return inst
 
 
 def body(kind: str = "project.created", event_id: str = "evt_1", **payload: Any) -> bytes:
-    return json.dumps({"id": event_id, "type": kind, "createdAt": 1, "payload": payload}).encode()
+    created = int(time.time() * 1000)  # now: older than the dedupe window is refused
+    raw = {"id": event_id, "type": kind, "createdAt": created, "payload": payload}
+    return json.dumps(raw).encode()
 
 
 def deliver(services: Services, raw: bytes, signature: str | None = "sign") -> Reply:
@@ -342,26 +345,35 @@ def test_pending_and_paused_installations_are_flagged_for_resumption(
 def test_an_installation_removed_mid_handler_is_swept(
     services: Services, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A handler that writes after an uninstall removed the installation (a reconcile
-    recording its work) leaves nothing behind, whether it succeeded or asks for a retry."""
-    outcomes: list[Outcome] = ["applied", "retry"]
-    for outcome in outcomes:
+    """A handler whose writes come after an uninstall removed the installation (a
+    reconcile recording its work) is refused them and leaves nothing behind, whether it
+    succeeded, asks for a retry or stops on the refusal."""
+    outcomes: list[Outcome | None] = ["applied", "retry", None]
+    for n, outcome in enumerate(outcomes):
+        cfg = f"icfg_{n}"
 
         def racing(
             event: Event,
             target: Target | None,
             svc: Services,
             d: Deadline,
-            result: Outcome = outcome,
+            result: Outcome | None = outcome,
+            cfg: str = cfg,
         ) -> Outcome:
-            store.delete_installation("icfg_1", ["team_1"])  # the uninstall lands
-            store.put_project("icfg_1", ProjectRecord(project_id="p"))
-            store.mark_pending("icfg_1")
-            return result
+            store.delete_installation(cfg, ["team_1"])  # the uninstall lands
+            if result is None:
+                store.put_project(cfg, ProjectRecord(project_id="p"))  # raises Gone
+            with pytest.raises(Gone):
+                store.put_project(cfg, ProjectRecord(project_id="p"))
+            with pytest.raises(Gone):
+                store.mark_pending(cfg)
+            return result or "applied"
 
         monkeypatch.setitem(HANDLERS, "project.created", racing)
-        installed(store)
-        reply = deliver(services, body(event_id=outcome, team={"id": "team_1"}))
+        installed(store, cfg)
+        raw = body(event_id=str(outcome), configuration={"id": cfg})
+        reply = deliver(services, raw)
         assert reply.status == 200
         assert store.kv.call("KEYS", "w:projects:*") == []
+        assert store.kv.call("KEYS", "w:inst:*") == []
         assert store.pending() == []
