@@ -1,54 +1,279 @@
-"""/configure: Vercel's Configuration URL, shown only to a user Vercel just vouched for.
+"""/configure: Vercel's Configuration URL, shown only to a person Vercel signed in.
 
-Without a session for the requested configuration the browser goes through `/install`
-with the configuration id in its state; Vercel issues a code for the existing
-configuration, `/callback` checks the token belongs to it and sets the session. POSTs
-(resync, rotate) need the session and a CSRF token bound to it; a refused POST gets a
-page that says how to continue, never data.
+Knowing who is looking never takes an install flow (an install on Vercel's side is a real
+change to someone's account): without a session the page offers "Sign in with Vercel"
+(OpenID Connect with PKCE, `lib.web.signin`), Vercel's consent page sends the browser
+back here with `code` and `state`, and access is granted when the ID token's `sub` is
+the user who installed the configuration or a member of the team that owns it (checked
+with the installation's own token; without the Team read permission, the installer
+only). The function routes on the method and the query alone: under a rewrite it sees
+the original path.
+
+POSTs (resync, rotate) need the session and a CSRF token bound to it; a refused POST gets
+a page that says how to continue, never data. Every failure is a branded page.
 """
+
+from __future__ import annotations
 
 from lib.app import Services, get_services
 from lib.deadline import Deadline
+from lib.kv.records import Installation
+from lib.log import get_logger
 from lib.provisioning.admin import drift, rotate_secrets
 from lib.provisioning.reports import status
-from lib.vercel.models import CONFIGURATION_ID
-from lib.web.errors import API_ERRORS
-from lib.web.pages.configure import NOTICES, render
-from lib.web.pages.layout import page
-from lib.web.session import CSRF_FIELD, SESSION_COOKIE, csrf_token, verify, verify_csrf
-from lib.web.urls import configure_url, reverify_url
+from lib.settings import SigninConfig
+from lib.vercel.errors import VercelError
+from lib.vercel.models import CONFIGURATION_ID, PermissionMissing
+from lib.web.pages.configure import (
+    NOTICES,
+    confirm_rotation,
+    not_configured,
+    render,
+    signin_page,
+)
+from lib.web.pages.errors import CONFIGURE_ERRORS, branded
+from lib.web.session import (
+    CSRF_FIELD,
+    SESSION_COOKIE,
+    SESSION_TTL_S,
+    csrf_token,
+    issue,
+    verify,
+    verify_csrf,
+)
+from lib.web.signin import (
+    SIGNIN_COOKIE,
+    SIGNIN_TTL_S,
+    SigninError,
+    authorization,
+    cookie_path,
+    exchange,
+    read_pending,
+    verify_id_token,
+)
+from lib.web.urls import configure_url
 from lib.web.wsgi import HTTPError, Request, Response, endpoint
 
 _BUDGET_S = 25.0
+SESSION_PATH = "/configure"
+# The outcome of a POST, shown once by the GET it redirects to (post/redirect/get): a
+# cookie rather than `?done=` in the URL, so a reload does not show the banner again.
+NOTICE_COOKIE = "vi_notice"
+
+log = get_logger("configure")
 
 
 def _handle(request: Request) -> Response:
+    try:
+        return _route(request)
+    except HTTPError as exc:
+        return _error(exc)
+
+
+def _error(exc: HTTPError) -> Response:
+    titles = {
+        400: "This link is incomplete",
+        404: "This configuration was not found",
+        405: "This page can't do that",
+    }
+    details = {
+        400: "Open the integration's configuration from your Vercel dashboard.",
+        404: "It may have been removed from Vercel. Open your integrations on Vercel to "
+        "see what is installed.",
+    }
+    response = branded(
+        exc.status,
+        titles.get(exc.status, "Something went wrong"),
+        exc.message,
+        details=[details[exc.status]] if exc.status in details else [],
+    )
+    response.headers.extend(exc.headers.items())
+    return response
+
+
+def _route(request: Request) -> Response:
     if request.method not in ("GET", "POST"):
         raise HTTPError(405, "Use GET or POST.", headers={"Allow": "GET, POST"})
+    services = get_services()
+    if (
+        request.method == "GET"
+        and request.arg("configurationId") is None
+        and request.arg("state") is not None
+    ):
+        return _callback(request, services)
     cfg = request.arg("configurationId")
     if cfg is None or not CONFIGURATION_ID.fullmatch(cfg):
         raise HTTPError(400, "The parameter 'configurationId' is missing or not valid.")
-    services = get_services()
-    session = verify(services.store.keyring, request.cookies.get(SESSION_COOKIE), cfg)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    session = verify(services.store.keyring, cookie, cfg)
     if session is None:
         if request.method == "POST":
             return _refused(cfg, "Your session has expired.")
-        return Response.redirect(reverify_url(cfg))
+        return _signin(request, services, cfg, expired=bool(cookie))
     if request.method == "POST":
         return _act(request, services, cfg, session)
     return _show(request, services, cfg, session)
 
 
+# -- signing in -----------------------------------------------------------------------
+
+
+def _signin(request: Request, services: Services, cfg: str, *, expired: bool) -> Response:
+    """No session: offer Sign in with Vercel; `signin=start` leaves for Vercel."""
+    config = services.settings.signin
+    if config is None:
+        return Response.html(not_configured(services.settings.signin_missing), 503)
+    if request.arg("signin") != "start":
+        return Response.html(signin_page(cfg, expired=expired), 401 if expired else 200)
+    url, cookie = authorization(config, services.store.keyring, cfg)
+    response = Response.redirect(url, 303)
+    response.set_cookie(
+        SIGNIN_COOKIE,
+        cookie,
+        max_age=SIGNIN_TTL_S,
+        path=cookie_path(config),
+        secure=not request.is_local,
+    )
+    return response
+
+
+def _clear_signin(response: Response, request: Request, config: SigninConfig) -> Response:
+    response.set_cookie(
+        SIGNIN_COOKIE, "", max_age=0, path=cookie_path(config), secure=not request.is_local
+    )
+    return response
+
+
+def _callback(request: Request, services: Services) -> Response:
+    """Vercel sent the browser back: verify everything, then open a session (or refuse)."""
+    config = services.settings.signin
+    if config is None:
+        return Response.html(not_configured(services.settings.signin_missing), 503)
+    try:
+        response = _signed_in(request, services, config)
+    except SigninError as exc:
+        log.warning(
+            "configure sign-in refused",
+            extra={"reason": exc.reason, "request_id": request.request_id},
+        )
+        response = _signin_refused(exc)
+    return _clear_signin(response, request, config)
+
+
+def _signin_refused(exc: SigninError) -> Response:
+    if exc.reason == "access_denied":
+        return branded(
+            401,
+            "You cancelled signing in",
+            "Nothing was changed. The configuration page needs to know who you are.",
+            details=["Open the integration's configuration from Vercel to sign in again."],
+        )
+    if exc.reason in ("not_installer", "not_member", "installer_only"):
+        return branded(403, "You don't have access to this configuration", exc.message)
+    if exc.reason == "unknown_configuration":
+        return branded(404, "This configuration was not found", exc.message)
+    if exc.reason in ("provider_unreachable", "jwks_unavailable", "membership_unavailable"):
+        return branded(
+            503,
+            "Sign-in can't be completed right now",
+            exc.message,
+            details=["Nothing was stored. Wait a minute, then open the configuration again."],
+            headers={"Retry-After": "30"},
+        )
+    return branded(
+        400,
+        "This sign-in could not be accepted",
+        exc.message,
+        details=[
+            "Nothing was stored. Open the integration's configuration from Vercel and "
+            "sign in again."
+        ],
+    )
+
+
+def _signed_in(request: Request, services: Services, config: SigninConfig) -> Response:
+    keyring = services.store.keyring
+    pending = read_pending(keyring, request.cookies.get(SIGNIN_COOKIE), request.arg("state"))
+    cfg = pending.configuration_id
+    error = request.arg("error")
+    if error is not None:
+        if error == "access_denied":
+            raise SigninError("access_denied", "You cancelled signing in.")
+        raise SigninError("provider_error", "Vercel did not complete the sign-in.")
+    code = request.arg("code")
+    if not code:
+        raise SigninError("no_code", "Vercel's answer carried no sign-in code.")
+    identity = verify_id_token(config, exchange(config, code, pending.verifier), pending.nonce)
+    inst = services.store.get_installation(cfg)
+    if inst is None:
+        raise SigninError(
+            "unknown_configuration", "This installation is not known (it may have been removed)."
+        )
+    how = "installer"
+    if identity.sub != inst.user_id:
+        how = _membership(services, inst, identity.sub)
+    log.info(
+        "configure sign-in",
+        extra={
+            "configuration_id": cfg,
+            "user_id": identity.sub,
+            "access": how,
+            "request_id": request.request_id,
+        },
+    )
+    response = Response.redirect(configure_url(cfg), 303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        issue(keyring, cfg),
+        max_age=SESSION_TTL_S,
+        path=SESSION_PATH,
+        secure=not request.is_local,
+    )
+    return response
+
+
+def _membership(services: Services, inst: Installation, sub: str) -> str:
+    if inst.team_id is None:
+        raise SigninError(
+            "not_installer",
+            "This configuration belongs to another Vercel account. Sign in as the person "
+            "who installed it.",
+        )
+    try:
+        client = services.provisioner.client(inst, Deadline(10.0))
+        member = client.team_member(inst.team_id, sub)
+    except VercelError:
+        raise SigninError(
+            "membership_unavailable", "Vercel did not say whether you belong to this team."
+        ) from None
+    if isinstance(member, PermissionMissing):
+        raise SigninError(
+            "installer_only",
+            "Only the person who installed the integration can open this page: it was not "
+            "granted Vercel's Team read permission, which is needed to check who belongs to "
+            "the team.",
+        )
+    if member is None:
+        raise SigninError(
+            "not_member",
+            "You are signed in to Vercel, but not as a member of the team that owns this "
+            "configuration. Sign in with an account of that team.",
+        )
+    return "member"
+
+
+# -- the page and its actions --------------------------------------------------------------
+
+
 def _refused(cfg: str, why: str) -> Response:
     """403 for a POST without a valid session or form token: no data, a way back."""
-    html = page(
+    return branded(
+        403,
         "Nothing was changed",
         why,
-        tone="error",
         details=["Reopen the configuration page, then try again."],
         actions=[(configure_url(cfg), "Reopen the configuration page")],
     )
-    return Response.html(html, 403)
 
 
 def _show(request: Request, services: Services, cfg: str, session: str) -> Response:
@@ -56,14 +281,20 @@ def _show(request: Request, services: Services, cfg: str, session: str) -> Respo
     if inst is None:
         raise HTTPError(404, "This installation is not known (it may have been removed).")
     report = drift(services.provisioner, inst, Deadline(_BUDGET_S))
+    notice = request.cookies.get(NOTICE_COOKIE)
     html = render(
         status(inst, services.store.is_pending(cfg)),
         report,
         csrf_token(services.store.keyring, session),
-        NOTICES.get(request.arg("done") or ""),
+        NOTICES.get(notice or ""),
         services.spec.env,
     )
-    return Response.html(html)
+    response = Response.html(html)
+    if notice is not None:
+        response.set_cookie(
+            NOTICE_COOKIE, "", max_age=0, path=SESSION_PATH, secure=not request.is_local
+        )
+    return response
 
 
 def _act(request: Request, services: Services, cfg: str, session: str) -> Response:
@@ -71,10 +302,16 @@ def _act(request: Request, services: Services, cfg: str, session: str) -> Respon
     if not verify_csrf(services.store.keyring, (form.get(CSRF_FIELD) or [""])[0], session):
         return _refused(cfg, "This form has expired or did not come from this page.")
     action = (form.get("action") or [""])[0]
-    if action not in ("resync", "rotate"):
+    if action not in ("resync", "rotate", "rotate-confirm"):
         raise HTTPError(400, "Unknown action.")
-    if services.store.get_installation(cfg) is None:
+    inst = services.store.get_installation(cfg)
+    if inst is None:
         raise HTTPError(404, "This installation is not known (it may have been removed).")
+    if action == "rotate":
+        # The first press only asks: rotation replaces values every deployment reads.
+        keys = list(dict.fromkeys(e.key for e in services.spec.env if "{secret." in e.value))
+        csrf = csrf_token(services.store.keyring, session)
+        return Response.html(confirm_rotation(cfg, csrf, keys))
     deadline = Deadline(_BUDGET_S)
     if action == "resync":
         # A person asking is the moment to retry writes their own variables blocked:
@@ -82,8 +319,21 @@ def _act(request: Request, services: Services, cfg: str, session: str) -> Respon
         report = services.provisioner.reconcile(cfg, deadline, recheck_conflicts=True)
     else:
         report = rotate_secrets(services.provisioner, cfg, None, deadline)
+        log.info(
+            "audit: secrets rotated",
+            extra={
+                "event": "rotation",
+                "configuration_id": cfg,
+                "outcome": report.outcome,
+                "pending": report.pending,
+                "request_id": request.request_id,
+            },
+        )
+        action = "rotate"
     done = action if report.outcome == "done" and not report.pending else f"{action}-partial"
-    return Response.redirect(configure_url(cfg, done=done), 303)
+    response = Response.redirect(configure_url(cfg), 303)
+    response.set_cookie(NOTICE_COOKIE, done, max_age=120, path=SESSION_PATH, secure=not request.is_local)
+    return response
 
 
-app = endpoint(_handle, name="configure", exception_handlers=API_ERRORS)
+app = endpoint(_handle, name="configure", exception_handlers=CONFIGURE_ERRORS)

@@ -26,6 +26,7 @@ __all__ = [
     "KVConfig",
     "Settings",
     "SettingsError",
+    "SigninConfig",
     "get_settings",
     "load_settings",
     "reset_settings",
@@ -46,6 +47,32 @@ class KVConfig(BaseModel):
     url: str
     token: str = Field(repr=False)
     source: str  # which variables it came from, for /health
+
+
+# Sign in with Vercel (https://vercel.com/.well-known/oauth-authorization-server): the
+# issuer and key set of ID tokens. Fixed here, never read from the environment: a JWKS URL
+# someone could change would let them mint ID tokens of their own.
+VERCEL_ISSUER = "https://vercel.com"
+VERCEL_JWKS_URL = "https://vercel.com/.well-known/jwks"
+SIGNIN_VARIABLES = ("VERCEL_APP_CLIENT_ID", "VERCEL_APP_CLIENT_SECRET", "VERCEL_APP_REDIRECT_URI")
+
+
+class SigninConfig(BaseModel):
+    """The Vercel App that signs people in to the configuration page
+    (https://vercel.com/docs/sign-in-with-vercel/getting-started)."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    client_id: str
+    client_secret: str = Field(repr=False)
+    redirect_uri: str
+    issuer: str = VERCEL_ISSUER
+    jwks_url: str = VERCEL_JWKS_URL
+    # https://vercel.com/oauth/authorize and https://api.vercel.com/login/oauth/token in
+    # production; they follow VERCEL_DASHBOARD_URL / VERCEL_API_URL. Neither can make a
+    # forged ID token pass: its signature is checked against `jwks_url` alone.
+    authorize_url: str = f"{VERCEL_ISSUER}/oauth/authorize"
+    token_url: str = "https://api.vercel.com/login/oauth/token"  # noqa: S105 (a URL)
 
 
 class Settings(BaseModel):
@@ -70,6 +97,9 @@ class Settings(BaseModel):
     vercel_timeout_s: float = 10.0
     on_vercel: bool = False
     log_level: str = "INFO"
+    signin: SigninConfig | None = None
+    # The Sign in with Vercel variables still to set when `signin` is None.
+    signin_missing: tuple[str, ...] = SIGNIN_VARIABLES
 
     def require(self, field: str) -> str:
         """The value of an optional setting an endpoint cannot work without."""
@@ -156,6 +186,51 @@ def _resolve_kv(env: Mapping[str, str], problems: list[str]) -> KVConfig | None:
     return None
 
 
+def _loopback_override(env: Mapping[str, str], name: str, problems: list[str]) -> str | None:
+    """A `*_DEV` override of Vercel's issuer or JWKS URL: honoured only when it points at
+    this machine (the local stack's emulator); anything else fails closed."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or parts.hostname not in _LOCAL_HOSTS:
+        problems.append(
+            f"{name} may only point at this machine (localhost, 127.0.0.1 or ::1) for local "
+            f"development; in production Sign in with Vercel always uses {VERCEL_ISSUER}: "
+            "unset it"
+        )
+        return None
+    return raw.rstrip("/")
+
+
+def _signin(
+    env: Mapping[str, str], api_url: str, dash_url: str, problems: list[str]
+) -> tuple[SigninConfig | None, tuple[str, ...]]:
+    """Sign in with Vercel's App, or None and the variables still missing."""
+    values = {name: env.get(name, "").strip() for name in SIGNIN_VARIABLES}
+    issuer = _loopback_override(env, "VERCEL_OIDC_ISSUER_DEV", problems)
+    jwks = _loopback_override(env, "VERCEL_OIDC_JWKS_URL_DEV", problems)
+    if (issuer is None) != (jwks is None) and not problems:
+        problems.append("VERCEL_OIDC_ISSUER_DEV and VERCEL_OIDC_JWKS_URL_DEV go together")
+    missing = tuple(name for name, value in values.items() if not value)
+    if missing:
+        return None, missing
+    redirect = _check_url(values["VERCEL_APP_REDIRECT_URI"], "VERCEL_APP_REDIRECT_URI", problems)
+    register_secret(values["VERCEL_APP_CLIENT_SECRET"])
+    return (
+        SigninConfig(
+            client_id=values["VERCEL_APP_CLIENT_ID"],
+            client_secret=values["VERCEL_APP_CLIENT_SECRET"],
+            redirect_uri=redirect,
+            issuer=issuer or VERCEL_ISSUER,
+            jwks_url=jwks or VERCEL_JWKS_URL,
+            authorize_url=f"{dash_url}/oauth/authorize",
+            token_url=f"{api_url}/login/oauth/token",
+        ),
+        (),
+    )
+
+
 def _float(env: Mapping[str, str], name: str, default: float, problems: list[str]) -> float:
     raw = env.get(name, "").strip()
     if not raw:
@@ -214,6 +289,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     kv_timeout = _float(env, "KV_TIMEOUT_SECONDS", 2.0, problems)
     vercel_timeout = _float(env, "VERCEL_TIMEOUT_SECONDS", 10.0, problems)
     level = env.get("LOG_LEVEL", "INFO").upper()
+    signin, signin_missing = _signin(env, api_url, dash_url, problems)
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append("LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
 
@@ -240,6 +316,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         vercel_timeout_s=vercel_timeout,
         on_vercel=bool(env.get("VERCEL_ENV")),
         log_level=level,
+        signin=signin,
+        signin_missing=signin_missing,
     )
 
 

@@ -18,7 +18,7 @@ from lib.web.pages.layout import page, safe
 from lib.web.session import CSRF_FIELD
 from lib.web.urls import configure_url
 
-__all__ = ["NOTICES", "PRODUCT", "render"]
+__all__ = ["NOTICES", "PRODUCT", "confirm_rotation", "not_configured", "render", "signin_page"]
 
 PRODUCT = "Acme for Vercel"
 
@@ -213,4 +213,68 @@ def render(
         "The environment variables this integration keeps right in your projects.",
         body=safe(body),
         wide=True,
+    )
+
+
+def signin_page(cfg: str, *, expired: bool) -> str:
+    """No session: who you are comes from Sign in with Vercel, never from an install."""
+    start = configure_url(cfg) + "&signin=start"
+    message = (
+        "Your session has expired (or it was for another configuration). Sign in again "
+        "to manage this configuration."
+        if expired
+        else "Sign in with your Vercel account to see and manage this configuration."
+    )
+    body = (
+        '<p class="muted">Vercel shows a consent page, then sends you back here. Signing in '
+        "installs nothing and changes nothing in your account. The person who installed "
+        "the integration, and members of the team that owns it, can open this page.</p>"
+    )
+    return page(
+        "Sign in to manage this configuration" if not expired else "Your session has expired",
+        message,
+        body=safe(body),
+        actions=[(start, "Sign in with Vercel")],
+    )
+
+
+def not_configured(missing: Sequence[str]) -> str:
+    """Sign in with Vercel is not set up: say what the operator must do, install nothing."""
+    names = ", ".join(_code(name) for name in missing)
+    body = (
+        "<p>For the operator of this integration: create a Vercel App with Sign in with "
+        "Vercel enabled (https://vercel.com/docs/sign-in-with-vercel/getting-started), add "
+        "this deployment's <code>/configure</code> URL as an Authorization Callback URL, "
+        f"then set {names} in the project's environment variables and redeploy.</p>"
+    )
+    return page(
+        "Sign-in is not set up yet",
+        "This configuration page needs Sign in with Vercel to know who you are, and the "
+        "integration's operator has not set it up. Nothing was installed or changed.",
+        tone="error",
+        body=safe(body),
+        actions=[("https://vercel.com/dashboard/integrations", "Back to Vercel")],
+    )
+
+
+def confirm_rotation(cfg: str, csrf: str, secret_keys: Sequence[str]) -> str:
+    """The second step of rotation: what happens to the old value, then one button."""
+    action = escape(configure_url(cfg), quote=True)
+    hidden = f'<input type="hidden" name="{CSRF_FIELD}" value="{escape(csrf, quote=True)}">'
+    keys = ", ".join(_code(k) for k in secret_keys) or "the integration's secrets"
+    body = (
+        f"<p>New values are minted for {keys} and written to every project. The old "
+        "values stop being stored by the integration at once; deployments already running "
+        "keep the old values until you redeploy them, and new deployments get the new "
+        "ones.</p>"
+        f'<form method="post" action="{action}">{hidden}'
+        '<input type="hidden" name="action" value="rotate-confirm">'
+        '<p class="actions"><button type="submit" class="danger">Yes, rotate secrets</button> '
+        f'<a class="button secondary" href="{action}">Cancel</a></p></form>'
+    )
+    return page(
+        "Rotate secrets?",
+        "This replaces secret values in every project of this configuration.",
+        tone="warn",
+        body=safe(body),
     )
