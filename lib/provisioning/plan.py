@@ -10,6 +10,20 @@ What the list does not show at all — the user's vars when we hold only the
 `project-env-vars` scope, and vars Vercel hides from every list — the caller learns when
 a write conflicts, and passes back in as `hidden`: those targets are somebody else's,
 reported as a clash and left alone, while the free targets are still provisioned.
+
+Two platform quirks are absorbed here (vercel-reality.md §2):
+- a team that enforces sensitive variables ("Enforce Sensitive Environment Variables",
+  https://vercel.com/docs/environment-variables/sensitive-environment-variables) stores our
+  `plain`/`encrypted` production/preview vars as `sensitive`. Such a var satisfies the
+  spec: its value is judged by the fingerprint we recorded, and it is never "downgraded"
+  (which would be a delete and re-create on every run, and could not stick anyway);
+- ownership is the `configurationId`, but a listed var whose id is the one we recorded
+  for that slot is ours too, in case Vercel ever reports another `configurationId` for a
+  var we created (logged as a warning: it means our ownership rule is wrong).
+
+Custom environments (https://vercel.com/docs/deployments/environments#custom-environments)
+are planned like targets: a resolved custom environment id is the pseudo-target
+`custom:<id>`, split back into `target` and `customEnvironmentIds` when written.
 """
 
 from __future__ import annotations
@@ -19,8 +33,12 @@ import hmac
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from lib.log import get_logger
 from lib.provisioning.spec import DesiredVar
 from lib.vercel.models import EnvPatch, EnvSpec, EnvVar
+
+log = get_logger("provisioning")
+_CUSTOM = "custom:"
 
 __all__ = ["Clash", "Plan", "Update", "fingerprint", "plan"]
 
@@ -74,12 +92,38 @@ def _branch(var: EnvVar | DesiredVar) -> str | None:
 
 
 def _targets(var: EnvVar) -> set[str]:
-    return set(var.target)
+    return set(var.target) | {_CUSTOM + c for c in var.custom_environment_ids}
 
 
-def _needs_recreate(current: str, wanted: str) -> bool:
+def _wanted(want: DesiredVar) -> set[str]:
+    return set(want.targets) | {_CUSTOM + c for c in want.custom_environment_ids}
+
+
+def _split(targets: list[str]) -> tuple[list[str], list[str]]:
+    """Planned targets -> (`target`, `customEnvironmentIds`)."""
+    standard = [t for t in targets if not t.startswith(_CUSTOM)]
+    custom = [t[len(_CUSTOM) :] for t in targets if t.startswith(_CUSTOM)]
+    return standard, custom
+
+
+def promoted(current: str, want: DesiredVar) -> bool:
+    """A var the server made `sensitive` where the spec wants `plain`/`encrypted`: what a
+    team enforcing sensitive variables does to production/preview vars. It satisfies the
+    spec (never downgraded). Development is never promoted (Vercel refuses sensitive
+    there), and the spec splits development off such entries, so a var we wrote for
+    development that comes back sensitive is not accepted."""
+    return (
+        current == "sensitive"
+        and want.type in ("plain", "encrypted")
+        and "development" not in want.targets
+    )
+
+
+def _needs_recreate(current: str, want: DesiredVar) -> bool:
     """Vercel cannot PATCH a var into or out of `sensitive`."""
-    return current != wanted and "sensitive" in (current, wanted)
+    if promoted(current, want):
+        return False
+    return current != want.type and "sensitive" in (current, want.type)
 
 
 def plan(
@@ -97,12 +141,28 @@ def plan(
     hidden = hidden or {}
     result = Plan()
     actual = list(actual)
-    ours = [v for v in actual if v.configuration_id == configuration_id and v.id]
-    theirs = [v for v in actual if v.configuration_id != configuration_id]
+    recorded_ids = {r["id"] for r in recorded.values() if r.get("id")}
+    for var in actual:
+        if var.id in recorded_ids and var.configuration_id != configuration_id:
+            log.warning(
+                "a var we created is listed with another configurationId: kept as ours",
+                extra={
+                    "configuration_id": configuration_id,
+                    "env_id": var.id,
+                    "key": var.key,
+                    "listed_configuration_id": var.configuration_id,
+                },
+            )
+
+    def is_ours(var: EnvVar) -> bool:
+        return var.configuration_id == configuration_id or var.id in recorded_ids
+
+    ours = [v for v in actual if is_ours(v) and v.id]
+    theirs = [v for v in actual if not is_ours(v)]
     taken: set[str] = set()
 
     for want in desired:
-        targets = set(want.targets)
+        targets = _wanted(want)
         clashing = [
             v
             for v in theirs
@@ -127,7 +187,10 @@ def plan(
                 targets -= _targets(var)
         # Two vars never share a key/target/branch: what ours holds can't be hidden.
         held = {
-            t for v in ours if v.key == want.key and _branch(v) == _branch(want) for t in v.target
+            t
+            for v in ours
+            if v.key == want.key and _branch(v) == _branch(want)
+            for t in _targets(v)
         }
         blocked = (targets & set(hidden.get(want.slot, ()))) - held
         if blocked:
@@ -142,7 +205,10 @@ def plan(
             targets -= blocked
         if not targets:
             continue
-        wanted_targets = [t for t in want.targets if t in targets]
+        wanted_targets = [t for t in want.targets if t in targets] + sorted(
+            t for t in targets if t.startswith(_CUSTOM)
+        )
+        standard, custom = _split(wanted_targets)
 
         same_key = [
             v
@@ -153,7 +219,7 @@ def plan(
         same_key.sort(key=lambda v: (-len(_targets(v) & targets), v.id or ""))
         match = same_key[0] if same_key else None
 
-        if match is None or _needs_recreate(match.type, want.type):
+        if match is None or _needs_recreate(match.type, want):
             if match is not None:
                 assert match.id is not None
                 taken.add(match.id)
@@ -165,9 +231,10 @@ def plan(
                         key=want.key,
                         value=want.value,
                         type=want.type,
-                        target=wanted_targets,
+                        target=standard or None,
                         git_branch=want.git_branch,
                         comment=want.comment,
+                        custom_environment_ids=custom or None,
                     ),
                 )
             )
@@ -177,10 +244,14 @@ def plan(
         taken.add(match.id)
         result.matched[want.slot] = match.id
         change: dict[str, object] = {}
-        if _targets(match) != targets:
-            change["target"] = wanted_targets
-        if match.type != want.type:
-            change["type"] = want.type
+        if set(match.target) != set(standard):
+            change["target"] = standard
+        if set(match.custom_environment_ids) != set(custom):
+            change["customEnvironmentIds"] = custom
+        # What the var's type must be: the spec's, unless the server promoted it.
+        keep_type = match.type if promoted(match.type, want) else want.type
+        if match.type != keep_type:
+            change["type"] = keep_type
         if (match.comment or None) != (want.comment or None):
             change["comment"] = want.comment or ""
         record = recorded.get(want.slot, {})
@@ -189,7 +260,7 @@ def plan(
         ) or (match.type == "plain" and match.value == want.value)
         if not same_value:
             change["value"] = want.value
-            change.setdefault("type", want.type)  # Vercel wants the type alongside a value
+            change.setdefault("type", keep_type)  # Vercel wants the type alongside a value
         if change:
             result.updates.append(Update(match.id, want.slot, EnvPatch.model_validate(change)))
         else:

@@ -10,6 +10,17 @@ development target. A `sensitive` entry that also targets development is split i
 the same key. That is the safest thing Vercel allows (secrets stay unreadable where they
 matter, and local development still gets them), and it is what an operator who writes
 "sensitive everywhere" means.
+
+A `plain`/`encrypted` entry that targets development and something else is split the
+same way (same type, development written separately): a team that enforces sensitive
+variables promotes production/preview vars to `sensitive`, and what Vercel does with one
+var that also targets development is undocumented (vercel-reality.md §2.1), so the server
+never has to decide.
+
+`targets` may also name a project's custom environments by slug
+(https://vercel.com/docs/deployments/environments#custom-environments); provisioning
+resolves them per project to `customEnvironmentIds`, and a project without one is
+reported, not failed.
 """
 
 from __future__ import annotations
@@ -57,6 +68,8 @@ _CONTEXT_FIELDS = (
     "project_id", "project_name",
 )  # fmt: skip
 _BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,250}$")
+# A custom environment's slug as written in `targets`: lower-case letters, digits and '-'.
+_CUSTOM_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
 
 class SpecError(Exception):
@@ -86,10 +99,19 @@ class EnvEntry(BaseModel):
     key: str
     value: str = Field(max_length=65536)
     type: EnvType = "encrypted"
-    targets: tuple[Target, ...] = TARGETS
+    # The standard targets, and custom environments by slug (checked in `_check_entry`).
+    targets: tuple[str, ...] = TARGETS
     git_branch: str | None = None
     comment: str | None = Field(default=None, max_length=500)
     on_conflict: Literal["skip", "adopt"] = "skip"
+
+    @property
+    def standard_targets(self) -> tuple[Target, ...]:
+        return tuple(t for t in TARGETS if t in self.targets)
+
+    @property
+    def custom_environments(self) -> tuple[str, ...]:
+        return tuple(t for t in self.targets if t not in TARGETS)
 
 
 class TemplateContext(BaseModel):
@@ -122,6 +144,10 @@ class DesiredVar(BaseModel):
     git_branch: str | None = None
     comment: str | None = None
     on_conflict: Literal["skip", "adopt"] = "skip"
+    # Custom environments by slug, as the spec names them; provisioning resolves them per
+    # project into `custom_environment_ids` (what Vercel's `customEnvironmentIds` holds).
+    custom_environments: tuple[str, ...] = ()
+    custom_environment_ids: tuple[str, ...] = ()
 
 
 class Spec(BaseModel):
@@ -132,6 +158,11 @@ class Spec(BaseModel):
     env: tuple[EnvEntry, ...]
     secrets: Mapping[str, SecretEntry] = Field(default_factory=dict)
     operator_env: Mapping[str, str] = Field(default_factory=dict, repr=False)
+
+    @property
+    def custom_environments(self) -> frozenset[str]:
+        """Every custom environment slug the spec names (empty: no lookup is needed)."""
+        return frozenset(slug for entry in self.env for slug in entry.custom_environments)
 
     def mint_secrets(self, names: list[str] | None = None) -> dict[str, str]:
         """Fresh values for the named secrets (all when None)."""
@@ -159,10 +190,11 @@ class Spec(BaseModel):
                     key=entry.key,
                     value=value,
                     type=entry.type,
-                    targets=entry.targets,
+                    targets=entry.standard_targets,
                     git_branch=entry.git_branch,
                     comment=entry.comment,
                     on_conflict=entry.on_conflict,
+                    custom_environments=entry.custom_environments,
                 )
             )
         return out
@@ -216,17 +248,23 @@ def _check_template(
     return used
 
 
-def _split_sensitive(entry: EnvEntry) -> list[EnvEntry]:
-    if entry.type != "sensitive" or "development" not in entry.targets:
+def _split_development(entry: EnvEntry) -> list[EnvEntry]:
+    """Development written as its own var: encrypted for a sensitive entry (Vercel refuses
+    sensitive there), the entry's own type otherwise."""
+    if "development" not in entry.targets:
         return [entry]
     rest = tuple(t for t in entry.targets if t != "development")
-    dev = entry.model_copy(update={"type": "encrypted", "targets": ("development",)})
-    return [entry.model_copy(update={"targets": rest}), dev] if rest else [dev]
+    dev_type = "encrypted" if entry.type == "sensitive" else entry.type
+    dev = entry.model_copy(update={"type": dev_type, "targets": ("development",)})
+    if not rest:
+        return [dev]
+    return [entry.model_copy(update={"targets": rest}), dev]
 
 
 def parse_spec(data: Mapping[str, object], *, source: str, env: Mapping[str, str]) -> Spec:
     """Validate a parsed TOML document. Every error names `source`, the entry and the field."""
-    unknown = set(data) - {"env", "secrets"}
+    # [integration] is the product identity (lib/product.py validates it), not provisioning.
+    unknown = set(data) - {"env", "secrets", "integration"}
     if unknown:
         raise SpecError(f"{source}: unknown top-level table(s): {', '.join(sorted(unknown))}")
     raw_secrets = data.get("secrets", {})
@@ -250,7 +288,7 @@ def parse_spec(data: Mapping[str, object], *, source: str, env: Mapping[str, str
         entry = _validate(EnvEntry, raw, where)
         _check_entry(entry, where)
         operator_env.update(_check_template(where, entry.value, secrets, env))
-        entries.extend(_split_sensitive(entry))
+        entries.extend(_split_development(entry))
     _check_overlaps(entries, source)
     return Spec(env=tuple(entries), secrets=secrets, operator_env=operator_env)
 
@@ -275,6 +313,13 @@ def _check_entry(entry: EnvEntry, where: str) -> None:
         raise SpecError(f"{where}: field 'key': {entry.key} is reserved by Vercel")
     if not entry.targets:
         raise SpecError(f"{where}: field 'targets': at least one of {', '.join(TARGETS)}")
+    for target in entry.custom_environments:
+        if not _CUSTOM_SLUG.match(target):
+            raise SpecError(
+                f"{where}: field 'targets': {target!r} is neither {', '.join(TARGETS)} nor "
+                "a custom environment slug (lower-case letters, digits and '-', as in "
+                "the environment's URL on Vercel)"
+            )
     if len(set(entry.targets)) != len(entry.targets):
         raise SpecError(f"{where}: field 'targets': a target is listed twice")
     if entry.git_branch is not None:

@@ -1,3 +1,7 @@
+import logging
+
+import pytest
+
 from lib.provisioning.plan import fingerprint, plan
 from lib.provisioning.spec import DesiredVar
 from lib.vercel.models import EnvVar
@@ -249,3 +253,139 @@ def test_hidden_never_claims_a_target_ours_holds() -> None:
     assert not p.updates
     assert [c.targets for c in p.clashes] == [("development",)]
     assert p.unchanged == [d.slot]
+
+
+# -- a team enforcing sensitive variables (vercel-reality.md §2.1) --------------------------
+
+PP = ("production", "preview")
+
+
+def run1(desired, actual, recorded=None, hidden=None):
+    return run(desired, actual, recorded, hidden)[0]
+
+
+def rec(d, env_id: str) -> dict:
+    return {d.slot: {"id": env_id, "fp": fingerprint(FPK, CFG, d.slot, d.value)}}
+
+
+@pytest.mark.parametrize("kind", ["plain", "encrypted"])
+def test_var_promoted_to_sensitive_satisfies_the_spec(kind: str) -> None:
+    d = want("A", "v1", type=kind, targets=PP)
+    p = run1([d], [var("e1", "A", targets=PP, type="sensitive")], recorded=rec(d, "e1"))
+    assert p.writes == 0
+    assert p.unchanged == [d.slot]
+    assert p.matched == {d.slot: "e1"}
+
+
+def test_promoted_var_with_a_new_value_is_patched_staying_sensitive() -> None:
+    old = want("A", "v1", type="plain", targets=PP)
+    new = want("A", "v2", type="plain", targets=PP)
+    p = run1([new], [var("e1", "A", targets=PP, type="sensitive")], recorded=rec(old, "e1"))
+    assert p.deletes == []
+    assert p.creates == []
+    (u,) = p.updates
+    assert u.env_id == "e1"
+    assert u.patch.value == "v2"
+    assert u.patch.type == "sensitive"  # never downgraded: Vercel would refuse it anyway
+
+
+def test_promoted_var_retargeted_is_patched_without_a_type() -> None:
+    d = want("A", "v1", type="encrypted", targets=("production",))
+    p = run1([d], [var("e1", "A", targets=PP, type="sensitive")], recorded=rec(d, "e1"))
+    (u,) = p.updates
+    assert u.patch.target == ["production"]
+    assert u.patch.type is None
+    assert u.patch.value is None
+
+
+def test_a_sensitive_development_var_is_not_taken_for_a_promotion() -> None:
+    """Development is never promoted: a sensitive var there is not what we wrote."""
+    d = want("A", "v1", type="encrypted", targets=("development",))
+    p = run1([d], [var("e1", "A", targets=("development",), type="sensitive")], rec(d, "e1"))
+    assert p.deletes == ["e1"]
+    assert [s for s, _ in p.creates] == [d.slot]
+
+
+def test_spec_asking_sensitive_of_a_plain_var_still_recreates() -> None:
+    d = want("A", "v1", type="sensitive", targets=PP)
+    p = run1([d], [var("e1", "A", targets=PP, type="plain", value="v1")], rec(d, "e1"))
+    assert p.deletes == ["e1"]
+    assert [spec.type for _, spec in p.creates] == ["sensitive"]
+
+
+# -- ownership insurance: the id we recorded ---------------------------------------------
+
+
+@pytest.mark.parametrize("listed_cfg", [None, "icfg_somebody"])
+def test_a_recorded_id_is_ours_whatever_configuration_id_is_listed(
+    listed_cfg: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    d = want("A", "v1", targets=PP)
+    with caplog.at_level(logging.WARNING, logger="provisioning"):
+        p = run1([d], [var("e1", "A", targets=PP, cfg=listed_cfg)], recorded=rec(d, "e1"))
+    assert p.clashes == []
+    assert p.writes == 0
+    assert p.unchanged == [d.slot]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "another configurationId" in warnings[0].getMessage()
+    assert getattr(warnings[0], "env_id", None) == "e1"
+
+
+def test_a_recorded_id_no_longer_desired_is_deleted_as_ours() -> None:
+    d = want("A", "v1", targets=PP)
+    p = run1([], [var("e1", "A", targets=PP, cfg=None)], recorded=rec(d, "e1"))
+    assert p.deletes == ["e1"]
+
+
+def test_an_unrecorded_foreign_var_is_still_a_clash(caplog: pytest.LogCaptureFixture) -> None:
+    d = want("A", "v1", targets=PP)
+    with caplog.at_level(logging.WARNING, logger="provisioning"):
+        p = run1([d], [var("e9", "A", targets=PP, cfg=None)], recorded=rec(d, "e1"))
+    assert [c.owner for c in p.clashes] == ["user"]
+    assert p.writes == 0
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+# -- custom environments ---------------------------------------------------------------
+
+
+def custom(d, *ids: str):
+    return d.model_copy(update={"custom_environment_ids": ids})
+
+
+def cvar(id: str, key: str, targets, ids, **kw) -> EnvVar:
+    v = var(id, key, targets=targets, **kw)
+    return v.model_copy(update={"custom_environment_ids": list(ids)})
+
+
+def test_custom_environment_ids_are_created_next_to_targets() -> None:
+    d = custom(want("A", "v1", targets=("production",)), "env_stage")
+    ((_, spec),) = run1([d], []).creates
+    assert spec.target == ["production"]
+    assert spec.custom_environment_ids == ["env_stage"]
+    only = custom(want("B", "v1", targets=()), "env_stage")
+    ((_, spec),) = run1([only], []).creates
+    assert spec.target is None
+    assert spec.custom_environment_ids == ["env_stage"]
+    assert "target" not in spec.to_wire()
+
+
+def test_custom_environment_ids_match_and_change_by_patch() -> None:
+    d = custom(want("A", "v1", targets=("production",)), "env_a")
+    same = run1([d], [cvar("e1", "A", ("production",), ["env_a"])], recorded=rec(d, "e1"))
+    assert same.writes == 0
+    moved = custom(d, "env_b")
+    p = run1([moved], [cvar("e1", "A", ("production",), ["env_a"])], recorded=rec(d, "e1"))
+    (u,) = p.updates
+    assert u.patch.custom_environment_ids == ["env_b"]
+    assert u.patch.target is None
+
+
+def test_a_custom_environment_held_by_the_user_is_a_clash() -> None:
+    d = custom(want("A", "v1", targets=("production",)), "env_a")
+    p = run1([d], [cvar("u1", "A", (), ["env_a"], cfg=None)])
+    assert [(c.owner, c.targets) for c in p.clashes] == [("user", ("custom:env_a",))]
+    ((_, spec),) = p.creates
+    assert spec.target == ["production"]
+    assert spec.custom_environment_ids is None

@@ -34,14 +34,63 @@ def test_shipped_example_spec_loads_and_renders() -> None:
     assert by_key[("ACME_API_KEY", ("production", "preview"))].type == "sensitive"
     assert by_key[("ACME_API_KEY", ("development",))].type == "encrypted"
     assert by_key[("ACME_API_KEY", ("development",))].value == "sk_live_x"
-    url = by_key[("ACME_DASHBOARD_URL", ("production", "preview", "development"))].value
+    url = by_key[("ACME_DASHBOARD_URL", ("production", "preview"))].value
     assert url == "https://dashboard.acme.example/team_1/web"
+    assert by_key[("ACME_DASHBOARD_URL", ("development",))].value == url
 
 
 def test_defaults_cover_every_target() -> None:
     spec = parse([{"key": "A", "value": "x"}])
-    assert spec.env[0].targets == ("production", "preview", "development")
-    assert spec.env[0].type == "encrypted"
+    assert [e.targets for e in spec.env] == [("production", "preview"), ("development",)]
+    assert {e.type for e in spec.env} == {"encrypted"}
+
+
+@pytest.mark.parametrize("kind", ["plain", "encrypted"])
+def test_non_sensitive_with_development_is_split_keeping_its_type(kind: str) -> None:
+    """A team enforcing sensitive vars promotes production/preview; what it does with a
+    var that also targets development is undocumented, so it is never asked."""
+    spec = parse([{"key": "A", "value": "x", "type": kind, "targets": ["development", "preview"]}])
+    assert [(e.type, e.targets) for e in spec.env] == [
+        (kind, ("preview",)),
+        (kind, ("development",)),
+    ]
+    slots = [d.slot for d in spec.desired(ctx())]
+    assert slots == ["A||0", "A||1"]
+
+
+def test_development_only_is_not_split() -> None:
+    spec = parse([{"key": "A", "value": "x", "type": "plain", "targets": ["development"]}])
+    assert [(e.type, e.targets) for e in spec.env] == [("plain", ("development",))]
+
+
+def test_custom_environment_slugs_are_targets() -> None:
+    spec = parse(
+        [
+            {"key": "A", "value": "x", "targets": ["production", "staging"]},
+            {"key": "B", "value": "y", "targets": ["qa-2"], "type": "sensitive"},
+        ]
+    )
+    assert spec.custom_environments == frozenset({"staging", "qa-2"})
+    desired = {d.key: d for d in spec.desired(ctx())}
+    assert desired["A"].targets == ("production",)
+    assert desired["A"].custom_environments == ("staging",)
+    assert desired["B"].targets == ()
+    assert desired["B"].custom_environments == ("qa-2",)
+
+
+def test_no_custom_environment_means_no_lookup() -> None:
+    assert parse([{"key": "A", "value": "x"}]).custom_environments == frozenset()
+
+
+@pytest.mark.parametrize("slug", ["Staging", "stag ing", "-qa", "qa-", "prod!", "x" * 65, ""])
+def test_bad_custom_environment_slug_is_refused_with_its_name(slug: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse([{"key": "A", "value": "x", "targets": ["production", slug]}])
+    message = str(info.value)
+    assert "#1 (A)" in message
+    assert "field 'targets'" in message
+    assert "custom environment slug" in message
+    assert repr(slug) in message
 
 
 def test_sensitive_with_development_is_split() -> None:
@@ -66,6 +115,7 @@ def test_placeholders_render() -> None:
                 "key": "A",
                 "value": "{installation_id}/{configuration_id}/{team_id}/{user_id}/{owner_id}/"
                 "{project_id}/{project_name}/{secret.api}/{env.REGION}/{{literal}}",
+                "targets": ["production"],
             }
         ],
         secrets={"api": {}},
@@ -77,12 +127,12 @@ def test_placeholders_render() -> None:
 
 def test_value_rendering_empty_is_left_out_not_sent_empty() -> None:
     spec = parse([{"key": "TEAM", "value": "{team_id}"}, {"key": "OWNER", "value": "{owner_id}"}])
-    assert [d.key for d in spec.desired(ctx(team_id=None))] == ["OWNER"]
-    assert [d.key for d in spec.desired(ctx())] == ["TEAM", "OWNER"]
+    assert [d.key for d in spec.desired(ctx(team_id=None))] == ["OWNER"] * 2
+    assert [d.key for d in spec.desired(ctx())] == ["TEAM", "TEAM", "OWNER", "OWNER"]
 
 
 def test_personal_install_owner_is_user() -> None:
-    spec = parse([{"key": "A", "value": "{owner_id}:{team_id}"}])
+    spec = parse([{"key": "A", "value": "{owner_id}:{team_id}", "targets": ["preview"]}])
     (d,) = spec.desired(ctx(team_id=None))
     assert d.value == "user_1:"
 
@@ -94,7 +144,7 @@ def test_personal_install_owner_is_user() -> None:
         ({"key": "VERCEL_URL", "value": "x"}, None, "reserved by Vercel"),
         ({"key": "A", "value": ""}, None, "field 'value': must not be empty"),
         ({"key": "A", "value": "x", "type": "secret"}, None, "field 'type'"),
-        ({"key": "A", "value": "x", "targets": ["prod"]}, None, "field 'targets"),
+        ({"key": "A", "value": "x", "targets": ["Prod"]}, None, "field 'targets'"),
         ({"key": "A", "value": "x", "targets": []}, None, "field 'targets'"),
         ({"key": "A", "value": "x", "targets": ["preview", "preview"]}, None, "listed twice"),
         ({"key": "A", "value": "x", "git_branch": "main"}, None, "field 'git_branch'"),
