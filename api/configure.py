@@ -332,7 +332,9 @@ def _act(request: Request, services: Services, cfg: str, session: str) -> Respon
         action = "rotate"
     done = action if report.outcome == "done" and not report.pending else f"{action}-partial"
     response = Response.redirect(configure_url(cfg), 303)
-    response.set_cookie(NOTICE_COOKIE, done, max_age=120, path=SESSION_PATH, secure=not request.is_local)
+    response.set_cookie(
+        NOTICE_COOKIE, done, max_age=120, path=SESSION_PATH, secure=not request.is_local
+    )
     return response
 
 

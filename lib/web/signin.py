@@ -100,9 +100,7 @@ def _b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def authorization(
-    config: SigninConfig, keyring: Keyring, configuration_id: str
-) -> tuple[str, str]:
+def authorization(config: SigninConfig, keyring: Keyring, configuration_id: str) -> tuple[str, str]:
     """The authorize URL to send the browser to, and the sealed cookie value to set."""
     pending = Pending(
         configuration_id=configuration_id,

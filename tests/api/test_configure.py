@@ -102,9 +102,7 @@ class Browser:
         assert first.status_code == 200, first.text
         assert "Sign in with Vercel" in first.text
         assert "/install" not in first.text
-        start = self.client.get(
-            "/configure", params={"configurationId": cfg, "signin": "start"}
-        )
+        start = self.client.get("/configure", params={"configurationId": cfg, "signin": "start"})
         assert start.status_code == 303, start.text
         return start
 
@@ -396,9 +394,7 @@ def test_a_pkce_mismatch_is_refused_by_vercel(e2e: Any, browsers: Any) -> None:
     attacker_start = attacker.leave_for_vercel(cfg)
     attacker_state = parse_qs(urlsplit(attacker_start.headers["location"]).query)["state"][0]
     code = parse_qs(victim_back.query)["code"][0]
-    forged = attacker.client.get(
-        "/configure", params={"code": code, "state": attacker_state}
-    )
+    forged = attacker.client.get("/configure", params={"code": code, "state": attacker_state})
     _refused_page(forged, 400, "did not match this browser")
     assert attacker.session_cookie() is None
 
@@ -519,9 +515,7 @@ def test_an_unknown_key_id_after_refetching_is_refused(e2e: Any, browsers: Any) 
         server.stop()
 
 
-def test_without_sign_in_configured_the_page_says_what_to_set_up(
-    e2e: Any, browsers: Any
-) -> None:
+def test_without_sign_in_configured_the_page_says_what_to_set_up(e2e: Any, browsers: Any) -> None:
     cfg = _install(e2e)
     use_settings({})
     before = e2e.emulator.state()
@@ -621,7 +615,7 @@ def test_unknown_and_missing_configurations_are_branded_pages(e2e: Any, browsers
     cfg = _install(e2e)
     browser = browsers()
     _signed_in(browser, cfg)
-    e2e.services().store  # the installation goes away while the session lives
+    # The installation goes away while the session lives.
     e2e.emulator.delete_configuration(cfg, sync=True)
     gone = browser.open_configure(cfg)
     _refused_page(gone, 404, "not found")
@@ -771,9 +765,7 @@ def test_rotate_secrets_changes_the_value_in_every_project(e2e: Any, browsers: A
     assert "Rotate secrets?" in confirm.text
     assert "keep the old values until you redeploy" in confirm.text
     assert _envs(e2e, "ACME_API_KEY") == before  # nothing rotated yet
-    done = browser.post_configure(
-        cfg, {"action": "rotate-confirm", "csrf": _csrf(confirm.text)}
-    )
+    done = browser.post_configure(cfg, {"action": "rotate-confirm", "csrf": _csrf(confirm.text)})
     assert done.status_code == 303
     assert done.headers["location"] == f"/configure?configurationId={cfg}"
     after = _envs(e2e, "ACME_API_KEY")
