@@ -1,7 +1,7 @@
 # The two commands: `make dev` and `make test`. Both bootstrap .venv themselves.
 PY := .venv/bin/python
 
-.PHONY: venv browser-deps vercel-cli vercel-build dev test lint typecheck unit bench clean
+.PHONY: venv browser-deps vercel-cli vercel-build dev test lint typecheck unit bench pages clean
 
 venv:
 	@bash dev/bootstrap.sh
@@ -53,6 +53,11 @@ test: lint typecheck unit
 
 bench: venv
 	@$(PY) -m dev.bench
+
+# public/*.html from dev/page_templates/ and integration.toml's [integration] table;
+# commit the result (tests/dev/test_pages.py fails while public/ is stale).
+pages: venv
+	@$(PY) -m dev.pages
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .hypothesis artifacts tests/browser/node_modules dev/vercel-cli/node_modules

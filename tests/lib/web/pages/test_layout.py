@@ -4,15 +4,18 @@ a valid, accessible document linking the shared stylesheet, with every value esc
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lib.install import InstallError, InstallResult
+from lib.product import load_product, reset_product
 from lib.settings import Settings, load_settings
 from lib.web.pages.install import error_page, success_page
-from lib.web.pages.layout import page, safe
+from lib.web.pages.layout import FALLBACK, brand, page, product, safe
 
 MARKUP = '"><script>alert(1)</script><img src=x onerror=alert(1)>'
 
@@ -176,3 +179,48 @@ def test_success_page(result: InstallResult, expect: str) -> None:
     for name in result.projects:
         assert f"Provisioned: {name}" in outline.text.get("li", "")  # as text, unescaped
     assert action_links(outline) == ["/configure?configurationId=icfg_1"]
+
+
+@pytest.fixture
+def spec_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An integration.toml of our own, read afresh by the pages."""
+    path = tmp_path / "integration.toml"
+    monkeypatch.setenv("INTEGRATION_SPEC_PATH", str(path))
+    reset_product()
+    yield path
+    reset_product()
+
+
+def test_pages_show_the_product_of_the_integration_table(spec_path: Path) -> None:
+    spec_path.write_text(
+        "[integration]\n"
+        'name = "Zeta <Cloud> & Co"\n'
+        'company = "Zeta"\n'
+        'support_email = "help@zeta.example"\n'
+        'homepage_url = "https://zeta.example/?a=1&b=2"\n'
+        'docs_url = "https://zeta.example/docs"\n'
+        'privacy_url = "/privacy"\n'
+    )
+    text = page("T", "M")
+    outline = assert_accessible(text)
+    [home, docs] = outline.all("a")
+    assert home["href"] == "https://zeta.example/?a=1&b=2"  # escaped in the markup, intact
+    assert docs["href"] == "https://zeta.example/docs"
+    assert "Zeta &lt;Cloud&gt; &amp; Co</a>" in text
+    assert "Acme" not in text
+
+
+def test_a_broken_integration_table_still_renders_a_page(spec_path: Path) -> None:
+    spec_path.write_text('[integration]\nname = "Zeta"\n')
+    assert product() is FALLBACK
+    outline = assert_accessible(page("Misconfigured", "M", tone="error"))
+    assert outline.all("a")[0]["href"] == "/"
+    assert FALLBACK.name in page("T", "M")
+
+
+def test_the_brand_is_the_committed_product_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("INTEGRATION_SPEC_PATH", raising=False)
+    reset_product()
+    committed = load_product(Path(__file__).resolve().parents[4] / "integration.toml")
+    assert product() == committed
+    assert str(brand(committed)) in page("T", "M")
