@@ -25,6 +25,7 @@ from lib.install import (
 from lib.kv.client import KVError
 from lib.kv.records import Installation, StoreError
 from lib.log import get_logger
+from lib.provisioning.continuation import continue_later
 from lib.settings import SettingsError
 from lib.web import session
 from lib.web.pages.errors import PAGE_ERRORS
@@ -91,7 +92,9 @@ def _provision(
             "provisioning after install failed; left to the sweep",
             extra={"configuration_id": inst.configuration_id, "error": type(exc).__name__},
         )
+        continue_later(services, inst.configuration_id)
         return replace(result, pending=True)
+    continue_later(services, inst.configuration_id, report)  # the queue finishes the rest
     done = [p.name or p.project_id for p in report.projects if p.complete]
     return replace(result, projects=done, pending=report.pending)
 

@@ -12,6 +12,7 @@ from typing import Any
 from lib.app import Services, get_services
 from lib.deadline import Deadline
 from lib.provisioning.admin import drift, resync, rotate_secrets, sweep
+from lib.provisioning.continuation import continue_later
 from lib.provisioning.reports import status
 from lib.vercel.models import CONFIGURATION_ID
 from lib.web.errors import API_ERRORS
@@ -30,6 +31,8 @@ def _handle(request: Request) -> Response:
         if request.arg("sweep") != "1":
             raise HTTPError(400, "sweep must be 1.")
         reports = sweep(services.provisioner, deadline)
+        for report in reports:  # what the sweep could not finish continues on the queue
+            continue_later(services, report.configuration_id, report)
         return Response.json({"swept": [r.as_dict() for r in reports]})
     _authorize(request, services.settings.admin_token)
     if request.method == "GET":

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -289,7 +290,7 @@ def _event(kind: str, payload: dict[str, Any]) -> bytes:
     body = {
         "id": f"evt_judge_{kind.replace('.', '_')}",
         "type": kind,
-        "createdAt": 1_700_000_000_000,
+        "createdAt": int(time.time() * 1000),
         "region": "iad1",
         "payload": payload,
     }
