@@ -1,7 +1,10 @@
 """`make bench`: run every benchmark in dev/bench/ (or the ones named on the command line).
 
 With `BENCH_JSON=<file>`, every figure from every benchmark is also written to that file
-as one JSON object, name -> number, for CI to compare across commits.
+as one JSON object, name -> number, for CI to compare across commits. The machine's
+one-minute load average before and after each benchmark is recorded with its figures
+(`load_1m_<name>_start` / `_end`): on a shared machine it explains absolute figures that
+moved while the ratios held.
 """
 
 from __future__ import annotations
@@ -38,7 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in selected:
         module = importlib.import_module(f"dev.bench.{name}")
         run = cast(Callable[[], dict[str, float]], module.run)
+        load_start = os.getloadavg()[0]
         results = run()
+        load_end = os.getloadavg()[0]
+        print(f"load average (1 min) during {name}: {load_start:.2f} -> {load_end:.2f}")
+        results[f"load_1m_{name}_start"] = round(load_start, 2)
+        results[f"load_1m_{name}_end"] = round(load_end, 2)
         clash = figures.keys() & results.keys()
         if clash:
             raise RuntimeError(f"benchmark {name} reuses figure names: {sorted(clash)}")

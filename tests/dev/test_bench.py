@@ -1,0 +1,61 @@
+"""The benchmark harness's arithmetic: paired ratios, the median's standard error, the
+build judge's sizes, and the webhook bench's KV replay (same commands, same round trips)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dev.bench import webhook
+from dev.bench.cold_import import _pair_ratios, bundle_sizes, median_se
+from dev.kv_engine import Engine
+from dev.kv_gateway import create_app as create_gateway
+
+
+def test_pair_ratios_pair_each_sample_with_its_neighbour() -> None:
+    assert _pair_ratios([10.0, 30.0], [5.0, 10.0]) == [2.0, 3.0]
+    assert _pair_ratios([10.0], [0.0]) == []
+    with pytest.raises(ValueError, match="shorter"):
+        _pair_ratios([1.0, 2.0], [1.0])
+
+
+def test_median_se_shrinks_with_samples_and_ignores_outliers() -> None:
+    assert median_se([1.0, 1.1, 1.2]) == float("inf")  # too few to say
+    spread = [1.0, 1.1, 1.2, 1.3] * 4
+    assert median_se(spread * 4) == pytest.approx(median_se(spread) / 2)
+    assert median_se([1.2] * 10) == 0.0
+    with_outlier = [1.2] * 9 + [50.0]
+    assert median_se(with_outlier) == 0.0  # one slow process does not move it
+
+
+def test_bundle_sizes_from_the_build_judge(tmp_path: Path) -> None:
+    artifact = tmp_path / "vercel-build.json"
+    assert bundle_sizes(artifact) is None  # absent: reported as unavailable
+    artifact.write_text("not json")
+    assert bundle_sizes(artifact) is None
+    artifact.write_text(json.dumps({"bundle_mb": {"health": 35.77, "teams/sync": 1, "x": "?"}}))
+    assert bundle_sizes(artifact) == {"health": 35.77, "teams/sync": 1.0}
+
+
+def test_the_webhook_replay_repeats_the_events_round_trips() -> None:
+    """The KV-bound limit replays exactly the requests an event made, through the same
+    client, so the gateway sees the same number of round trips and commands again."""
+    from lib.log import configure
+
+    configure("WARNING")
+    gateway = create_gateway(webhook._KV_TOKEN, Engine())
+    env = webhook._env("http://127.0.0.1:1")
+    recorder = webhook._Recorder(httpx.WSGITransport(app=gateway))
+    services = webhook._services(env, recorder)
+    secret = env["VERCEL_CLIENT_SECRET"]
+    events = [webhook._signed(secret, "project.created", n) for n in range(5)]
+    in_events, in_kv, trips = webhook._against_kv(services, recorder, events)
+    assert in_events > 0
+    assert in_kv > 0
+    assert trips == 10  # claim with lookup, then the done mark: two per fresh event
+    stats = gateway.stats()
+    assert stats["requests"] == 2 * trips
+    assert stats["commands"] % 2 == 0
