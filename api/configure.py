@@ -15,6 +15,8 @@ a page that says how to continue, never data. Every failure is a branded page.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from lib.app import Services, get_services
 from lib.deadline import Deadline
 from lib.kv.records import Installation
@@ -25,7 +27,7 @@ from lib.settings import SigninConfig
 from lib.vercel.errors import VercelError
 from lib.vercel.models import CONFIGURATION_ID, PermissionMissing
 from lib.web.pages.configure import (
-    NOTICES,
+    Facts,
     confirm_rotation,
     not_configured,
     render,
@@ -38,6 +40,7 @@ from lib.web.session import (
     SESSION_TTL_S,
     csrf_token,
     issue,
+    username,
     verify,
     verify_csrf,
 )
@@ -224,7 +227,7 @@ def _signed_in(request: Request, services: Services, config: SigninConfig) -> Re
     response = Response.redirect(configure_url(cfg), 303)
     response.set_cookie(
         SESSION_COOKIE,
-        issue(keyring, cfg),
+        issue(keyring, cfg, username=identity.username),
         max_age=SESSION_TTL_S,
         path=SESSION_PATH,
         secure=not request.is_local,
@@ -276,18 +279,53 @@ def _refused(cfg: str, why: str) -> Response:
     )
 
 
+def _facts(services: Services, inst: Installation, cookie: str | None) -> Facts:
+    """The team's name, slug and sensitive-variable policy where the API allows."""
+    settings = services.settings
+    slug = settings.integration_slug
+    facts = Facts(
+        owner_slug=None if inst.team_id else username(services.store.keyring, cookie),
+        dashboard_url=settings.dashboard_url,
+        reinstall_url=f"{settings.dashboard_url}/integrations/{slug}" if slug else None,
+        last_synced=getattr(inst, "last_synced_at", None),
+        last_rotated=getattr(inst, "last_rotated_at", None),
+    )
+    if inst.team_id is None or inst.status == "broken":
+        return facts
+    try:
+        team = services.provisioner.client(inst, Deadline(5.0)).get_team(inst.team_id)
+    except VercelError:
+        return facts  # the page still works; the name is a nicety
+    if isinstance(team, PermissionMissing):
+        return replace(facts, team_read_missing=True)
+    return replace(
+        facts,
+        owner_name=team.name or team.slug,
+        owner_slug=team.slug,
+        sensitive_enforced=team.enforces_sensitive_env,
+    )
+
+
 def _show(request: Request, services: Services, cfg: str, session: str) -> Response:
     inst = services.store.get_installation(cfg)
     if inst is None:
         raise HTTPError(404, "This installation is not known (it may have been removed).")
     report = drift(services.provisioner, inst, Deadline(_BUDGET_S))
+    if inst.status == "paused" and not report.error:
+        # Vercel answers again (the configuration was enabled): resume now rather than
+        # at the next daily sweep, then show the result.
+        services.provisioner.reconcile(cfg, Deadline(_BUDGET_S))
+        log.info("configure resumed", extra={"configuration_id": cfg})
+        inst = services.store.get_installation(cfg) or inst
+        report = drift(services.provisioner, inst, Deadline(_BUDGET_S))
     notice = request.cookies.get(NOTICE_COOKIE)
     html = render(
         status(inst, services.store.is_pending(cfg)),
         report,
         csrf_token(services.store.keyring, session),
-        NOTICES.get(notice or ""),
+        notice,
         services.spec.env,
+        _facts(services, inst, request.cookies.get(SESSION_COOKIE)),
     )
     response = Response.html(html)
     if notice is not None:

@@ -1,9 +1,10 @@
 """Who is looking at a configuration page: a short-lived session bound to one installation.
 
 Vercel opens the Configuration URL with `configurationId`, which proves nothing (anyone can
-type it). A session is issued only after the browser went through Vercel's install flow
-again and the exchanged token's `installation_id` matched that configuration, i.e. after
-Vercel itself vouched for this user. Sessions and CSRF tokens are HMAC-signed with keys
+type it). A session is issued only after Sign in with Vercel said who the visitor is and
+that person installed the configuration or belongs to the team that owns it
+(`api/configure.py`); it may carry their Vercel username, to build links to their
+personal account's pages on Vercel. Sessions and CSRF tokens are HMAC-signed with keys
 derived from the encryption key, so no session store is needed.
 """
 
@@ -20,6 +21,7 @@ __all__ = [
     "SESSION_TTL_S",
     "csrf_token",
     "issue",
+    "username",
     "verify",
     "verify_csrf",
 ]
@@ -29,14 +31,28 @@ SESSION_TTL_S = 30 * 60
 CSRF_FIELD = "csrf"
 
 
-def issue(keyring: Keyring, configuration_id: str, *, now: float | None = None) -> str:
+def issue(
+    keyring: Keyring,
+    configuration_id: str,
+    *,
+    username: str | None = None,
+    now: float | None = None,
+) -> str:
     """A session cookie value for one configuration, valid `SESSION_TTL_S` seconds."""
-    return sign_token(
-        keyring.derive("session"),
-        {"cfg": configuration_id, "sid": secrets.token_urlsafe(12)},
-        SESSION_TTL_S,
-        now=now,
-    )
+    payload = {"cfg": configuration_id, "sid": secrets.token_urlsafe(12)}
+    if username:
+        payload["u"] = username
+    return sign_token(keyring.derive("session"), payload, SESSION_TTL_S, now=now)
+
+
+def username(keyring: Keyring, cookie: str | None) -> str | None:
+    """The Vercel username a live session carries, if any."""
+    try:
+        payload = verify_token(keyring.derive("session"), cookie or "")
+    except CryptoError:
+        return None
+    value = payload.get("u")
+    return value if isinstance(value, str) else None
 
 
 def verify(

@@ -23,6 +23,7 @@ import pytest
 
 from dev import serve
 from lib.crypto import EncryptionKey, Keyring, sign_token
+from lib.deadline import Deadline
 from lib.web.session import SESSION_COOKIE, SESSION_TTL_S
 from lib.web.signin import SIGNIN_COOKIE
 
@@ -650,25 +651,28 @@ def test_the_page_shows_scope_access_status_conflicts_drift_and_pending_never_va
     browser = browsers()
     html = _signed_in(browser, cfg).text
 
-    assert f"Team <code>{inst.team_id}</code>" in html
+    assert f"Team {TEAM_NAME}" in html  # the name from getTeam, never the raw id
+    assert str(inst.team_id) not in html
+    assert f'href="{e2e.emulator_url}/acme/web/settings/environment-variables"' in html
     assert "3 selected projects" in html
     assert "Active" in html
     assert "Work pending" in html
     rows = {
-        name: html.split(f'<th scope="row">{name}</th>')[1].split("</tr>")[0]
+        name: html.split(f'<th scope="row" data-label="Project">{name}</th>')[1].split("</tr>")[0]
         for name in ("web", "api", "docs")
     }
     assert "in sync" in rows["docs"]
     assert "drift" in rows["api"]
-    assert (
-        "<code>ACME_DASHBOARD_URL</code> missing in production, preview, development" in rows["api"]
-    )
+    # (How a deleted record reads depends on how the plan splits targets into records.)
+    assert "<code>ACME_DASHBOARD_URL</code> missing in" in rows["api"]
     assert "conflict" in rows["web"]
     assert (
         "<code>ACME_PROJECT_ID</code> in production, preview is already set by you" in rows["web"]
     )
     # Keys and targets of what is managed, never a value.
-    assert "<code>ACME_API_KEY</code></td><td>production, preview</td>" in html
+    assert (
+        '<code>ACME_API_KEY</code></td><td data-label="Environments">production, preview</td>'
+    ) in html
     values = _values(e2e) | set(services.store.get_secrets(cfg).values())
     assert "users-own-project-id-value" in values
     leaked = [v for v in values if v in html]
@@ -781,3 +785,50 @@ def test_rotate_secrets_changes_the_value_in_every_project(e2e: Any, browsers: A
     assert old.pop() not in shown
     # Post/redirect/get: a reload does not announce the rotation again.
     assert "Secrets rotated" not in browser.client.get(done.headers["location"]).text
+
+
+# --- truthful states ----------------------------------------------------------------------
+
+
+def test_disabled_then_enabled_on_vercel_the_page_says_so_and_resumes(
+    e2e: Any, browsers: Any
+) -> None:
+    cfg = _install(e2e, TEAM, ("api",))
+    browser = browsers()
+    _signed_in(browser, cfg)
+    e2e.emulator.disable_configuration(cfg)
+    e2e.emulator.drain(timeout=10)
+    # Vercel disabled it: the next write finds out (a resync attempt, here the cron's).
+    e2e.services().provisioner.reconcile(cfg, Deadline(10))
+    disabled = browser.open_configure(cfg).text
+    assert "Disabled on Vercel" in disabled
+    assert "once it is enabled again on Vercel" in disabled
+    assert "integration_configuration_disabled" not in disabled
+    assert 'value="resync"' not in disabled  # only what can work is offered
+    # Meanwhile a variable went missing; enabling lets the next page load repair it.
+    envs = _envs(e2e, "ACME_PROJECT_ID")["api"]
+    e2e.emulator.remove_env(envs[0]["id"])
+    e2e.emulator.enable_configuration(cfg)
+    e2e.emulator.drain(timeout=10)
+    active = browser.open_configure(cfg).text
+    assert "Disabled on Vercel" not in active
+    assert '"badge ok">Active<' in active
+    assert 'value="resync"' in active
+    assert len(_envs(e2e, "ACME_PROJECT_ID")["api"]) == 1  # work resumed, no cron needed
+    inst = e2e.services().store.get_installation(cfg)
+    assert inst is not None
+    assert inst.status == "active"
+
+
+def test_a_broken_installation_offers_reinstall_not_reload(e2e: Any, browsers: Any) -> None:
+    cfg = _install(e2e, TEAM)
+    browser = browsers()
+    _signed_in(browser, cfg)
+    e2e.services().store.set_status(cfg, "broken", "token revoked or invalid")
+    html = browser.open_configure(cfg).text
+    assert "Needs reinstall" in html
+    slug = e2e.env["INTEGRATION_SLUG"]
+    assert f'href="{e2e.emulator_url}/integrations/{slug}">Reinstall</a>' in html
+    assert "Reload this page in a minute" not in html
+    assert "token revoked or invalid" not in html
+    assert 'value="resync"' not in html

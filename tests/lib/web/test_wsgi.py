@@ -5,7 +5,14 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from lib.web.wsgi import MAX_BODY_BYTES, HTTPError, Request, Response, endpoint
+from lib.web.wsgi import (
+    MAX_BODY_BYTES,
+    ExceptionHandler,
+    HTTPError,
+    Request,
+    Response,
+    endpoint,
+)
 
 
 def client_for(handler: Callable[[Request], Response]) -> httpx.Client:
@@ -237,7 +244,8 @@ def test_unmapped_failures_and_failing_handlers_are_a_bare_500() -> None:
     def broken(request: Request, exc: Exception) -> Response:
         raise RuntimeError("handler bug")
 
-    for handlers in ({}, {ValueError: broken}):
+    maps: list[dict[type[Exception], ExceptionHandler]] = [{}, {ValueError: broken}]
+    for handlers in maps:
         app = endpoint(fail, name="t", exception_handlers=handlers)
         with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as c:
             r = c.get("/")

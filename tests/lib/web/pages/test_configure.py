@@ -3,7 +3,7 @@ from typing import Any
 
 from lib.provisioning.reports import ChangedVar, Drift, HeldVar, MissingVar, ProjectDrift, Status
 from lib.provisioning.spec import EnvEntry
-from lib.web.pages.configure import NOTICES, render
+from lib.web.pages.configure import NOTICES, Facts, env_settings_url, render
 
 ENTRIES = (
     EnvEntry(
@@ -87,12 +87,20 @@ def _render(drift: dict[str, Any], **kwargs: Any) -> str:
         "csrf-token",
         kwargs.pop("notice", None),
         ENTRIES,
+        kwargs.pop("facts", None),
     )
+
+
+def _row_html(html: str, name: str) -> str:
+    return html.split(f'<th scope="row" data-label="Project">{name}</th>')[1].split("</tr>")[0]
 
 
 def test_summary_shows_owner_access_status_and_pending() -> None:
     html = _render({"projects": []}, status=_status(pending=True))
-    assert "Team <code>team_123</code>" in html
+    assert "Your team" in html
+    assert "team_123" not in html  # never a raw id
+    named = _render({"projects": []}, facts=Facts(owner_name="Acme Inc", owner_slug="acme"))
+    assert "Team Acme Inc" in named
     assert "2 selected projects" in html
     assert "Active" in html
     assert "Work pending" in html
@@ -102,10 +110,67 @@ def test_summary_shows_owner_access_status_and_pending() -> None:
     assert "Nothing pending" in personal
 
 
-def test_broken_installation_says_what_to_do_with_its_reason() -> None:
-    html = _render({"projects": []}, status=_status(status="broken", statusReason="token revoked"))
+def test_broken_installation_says_reinstall_with_the_link_and_offers_no_actions() -> None:
+    facts = Facts(reinstall_url="https://vercel.com/integrations/acme")
+    html = _render(
+        {"projects": [], "error": "forbidden"},
+        status=_status(status="broken", statusReason="token revoked or invalid"),
+        facts=facts,
+    )
     assert "Needs reinstall" in html
-    assert "token revoked" in html
+    assert '<a href="https://vercel.com/integrations/acme">Reinstall</a>' in html
+    assert "Reinstall it to restore access" in html
+    assert "token revoked or invalid" not in html  # the stored reason is for operators
+    assert "Reload this page in a minute" not in html
+    assert 'value="resync"' not in html
+
+
+def test_a_disabled_configuration_is_said_in_words_and_offers_no_actions() -> None:
+    html = _render(
+        {"projects": [], "error": "integration_configuration_disabled"},
+        status=_status(status="paused", statusReason="integration_configuration_disabled"),
+    )
+    assert "Disabled on Vercel" in html
+    assert "once it is enabled again on Vercel" in html
+    assert "integration_configuration_disabled" not in html
+    assert 'value="resync"' not in html
+    assert 'value="rotate"' not in html
+
+
+def test_last_synced_and_rotated_and_redeploy_and_sensitive_policy() -> None:
+    html = _render(
+        {"projects": [_row("web")]},
+        facts=Facts(last_synced=1_700_000_000, sensitive_enforced=True, owner_slug="acme"),
+    )
+    assert '<time datetime="2023-11-14T22:13:20+00:00">2023-11-14 22:13 UTC</time>' in html
+    assert "Secrets last rotated</dt><dd>not yet" in html
+    assert "redeploy a project to use them" in html
+    assert "enforces sensitive environment variables" in html
+    assert 'href="https://vercel.com/acme/web/settings/environment-variables"' in html
+    assert "enforces sensitive" not in _render({"projects": []})
+
+
+def test_env_settings_links_without_a_slug_use_vercels_deep_link() -> None:
+    assert env_settings_url(Facts(), "web").startswith("https://vercel.com/d?to=")
+    url = env_settings_url(Facts(owner_slug="a b", dashboard_url="http://x"), "w/e")
+    assert url == "http://x/a%20b/w%2Fe/settings/environment-variables"
+
+
+def test_a_conflict_is_never_provisioned_nor_up_to_date() -> None:
+    drift = {
+        "projects": [
+            _row("web", conflicts=[{"key": "ACME_URL", "targets": ["preview"], "owner": "user"}])
+        ]
+    }
+    html = _render(drift, notice="resync")
+    web = _row_html(html, "web")
+    assert "conflict" in web
+    assert "in sync" not in web
+    provisioned = web.split("Provisioned:")[1].split("</li>")[0]
+    assert "ACME_URL" not in provisioned
+    assert "ACME_API_KEY" in provisioned
+    assert NOTICES["resync"] not in html
+    assert "1 variable(s) are held by variables the integration does not own" in html
 
 
 def test_rows_show_keys_and_targets_in_vercels_order_once_each() -> None:
@@ -135,10 +200,10 @@ def test_rows_show_keys_and_targets_in_vercels_order_once_each() -> None:
         ]
     }
     html = _render(drift)
-    web = html.split('<th scope="row">web</th>')[1].split("</tr>")[0]
+    web = _row_html(html, "web")
     assert web.count("ACME_API_KEY") == 1  # a split variable is one key to a person
     assert "in sync" in web
-    api = html.split('<th scope="row">api</th>')[1].split("</tr>")[0]
+    api = _row_html(html, "api")
     assert "drift" in api
     assert "<code>ACME_API_KEY</code> missing in production, preview" in api
     assert "<code>ACME_URL</code> was changed outside the integration (value)" in api
@@ -152,9 +217,17 @@ def test_rows_show_keys_and_targets_in_vercels_order_once_each() -> None:
 
 def test_managed_variables_are_listed_with_environments_and_kind_never_values() -> None:
     html = _render({"projects": [_row("web")]})
-    assert "<td><code>ACME_API_KEY</code></td><td>production, preview</td>" in html
+    assert (
+        '<td data-label="Variable"><code>ACME_API_KEY</code></td>'
+        '<td data-label="Environments">production, preview</td>'
+    ) in html
     assert "sensitive, rotatable secret" in html
-    assert "<td><code>ACME_URL</code></td><td>production, preview, development</td>" in html
+    assert (
+        '<td data-label="Variable"><code>ACME_URL</code></td>'
+        '<td data-label="Environments">production, preview, development</td>'
+    ) in html
+    web = _row_html(html, "web")
+    assert "<code>ACME_API_KEY</code> (production, preview, development)" in web
     assert "{secret.api_key}" not in html
     assert "https://x/" not in html
 
@@ -162,10 +235,14 @@ def test_managed_variables_are_listed_with_environments_and_kind_never_values() 
 def test_unreachable_project_and_unlisted_projects() -> None:
     html = _render({"projects": [{"projectId": "prj_1", "name": "web", "error": "forbidden"}]})
     assert "unreachable" in html
-    assert "(forbidden)" in html
+    assert "Vercel refused access" in html
+    assert "forbidden" not in html
     failed = _render({"error": "rate_limited", "projects": []})
     assert 'role="alert"' in failed
-    assert "rate_limited" in failed
+    assert "Vercel asked us to slow down" in failed
+    assert "rate_limited" not in failed
+    odd = _render({"error": "something_new", "projects": []})
+    assert "something_new" not in odd
     empty = _render({"projects": []})
     assert "No projects are reachable" in empty
 
@@ -194,7 +271,7 @@ def test_forms_post_back_with_the_csrf_token() -> None:
     assert html.count('<input type="hidden" name="csrf" value="csrf-token">') == 2
     assert 'value="resync"' in html
     assert 'value="rotate"' in html
-    assert "<details" in html  # rotation needs a deliberate second click
+    assert "You confirm on the next page" in html  # rotation asks before it acts
 
 
 def test_without_secrets_there_is_nothing_to_rotate() -> None:
@@ -204,6 +281,9 @@ def test_without_secrets_there_is_nothing_to_rotate() -> None:
 
 
 def test_notices_are_shown_as_status() -> None:
-    html = _render({"projects": []}, notice=NOTICES["resync"])
+    html = _render({"projects": []}, notice="resync")
     assert f'<p class="notice ok" role="status">{NOTICES["resync"]}</p>' in html
     assert "notice ok" not in _render({"projects": []})
+    assert "notice" not in _render({"projects": []}, notice="<script>")
+    partial = _render({"projects": []}, notice="rotate-partial")
+    assert 'class="notice warn"' in partial
