@@ -41,7 +41,7 @@ from urllib.parse import urlencode, urlsplit
 from lib.deadline import Deadline
 from lib.kv.client import KVError
 from lib.kv.records import Installation
-from lib.kv.store import InstallClaim, Store
+from lib.kv.store import Gone, InstallClaim, Store
 from lib.log import get_logger, register_secret
 from lib.provisioning.spec import Spec
 from lib.settings import Settings
@@ -260,6 +260,8 @@ def complete_install(
     try:
         existing = store.claimed_installation(claim)
         state_payload = _check_state(claim.state, nonce) if params.state else None
+        if claim.gone:
+            raise _removed()  # uninstalled: never spend the code on it
         exchange_deadline = deadline.within(settings.vercel_timeout_s)
         token = _exchange(params, settings, redirect_uri, existing, exchange_deadline, transport)
         if token is None:
@@ -272,15 +274,19 @@ def complete_install(
         configuration = _read_configuration(access, token, settings, deadline, transport)
         inst = _installation(params, token, store.seal_token(cfg, access), configuration, existing)
         moved = existing is not None and existing.owner_id != inst.owner_id
-        store.complete_install(
-            claim,
-            inst,
-            secrets=spec.mint_secrets(),
-            former_owner=existing.owner_id if existing is not None and moved else None,
-            # Pending until the callback's provisioning finishes, so the sweep resumes an
-            # interrupted one. (A configuration page's re-verification provisions nothing.)
-            pending=state_payload is None or "configurationId" not in state_payload,
-        )
+        try:
+            store.complete_install(
+                claim,
+                inst,
+                secrets=spec.mint_secrets(),
+                former_owner=existing.owner_id if existing is not None and moved else None,
+                # Pending until the callback's provisioning finishes, so the sweep resumes
+                # an interrupted one. (A configuration page's re-verification of a stored
+                # installation provisions nothing; a new one is stored pending anyway.)
+                pending=state_payload is None or "configurationId" not in state_payload,
+            )
+        except Gone:
+            raise _removed() from None  # the uninstall landed during the exchange
     except InstallError as exc:
         _undo(store, claim, release_code=True, restore_state=exc.kind != "bad_state")
         raise
@@ -299,6 +305,12 @@ def complete_install(
         InstallResult(cfg, params.next, already_installed=existing is not None),
         inst,
         state_payload,
+    )
+
+
+def _removed() -> InstallError:
+    return InstallError(
+        410, "removed", "This installation was removed from Vercel. Install the integration again."
     )
 
 
@@ -468,4 +480,11 @@ def _installation(
         status="active",
         created_at=existing.created_at if existing else now,
         updated_at=now,
+        # The token says who owns it now; Vercel's answer (when it gave one) is the
+        # access as of now. Events created before this moment are older facts.
+        owner_at=now,
+        scopes_at=now if configuration is not None else (existing.scopes_at if existing else 0.0),
+        projects_at=(
+            now if configuration is not None else (existing.projects_at if existing else 0.0)
+        ),
     )

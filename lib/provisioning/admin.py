@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from lib.deadline import Deadline
 from lib.kv.records import Installation
+from lib.kv.store import Gone
 from lib.provisioning.fanout import fan_out
 from lib.provisioning.reconcile import Provisioner
 from lib.provisioning.reports import (
@@ -41,7 +42,11 @@ def resync(
     for index, cfg in enumerate(configuration_ids):
         if deadline.remaining() < _MIN_INSTALL_BUDGET_S:
             for rest in configuration_ids[index:]:
-                provisioner.store.mark_pending(rest)
+                try:
+                    provisioner.store.mark_pending(rest)
+                except Gone:  # uninstalled (or never stored): nothing is left to do for it
+                    reports.append(InstallationReport(rest, outcome="unknown", reason="gone"))
+                    continue
                 reports.append(
                     InstallationReport(rest, outcome="partial", reason="out of time", pending=True)
                 )
@@ -64,7 +69,10 @@ def rotate_secrets(
     unknown = [n for n in names or [] if n not in provisioner.spec.secrets]
     if unknown:
         raise ValueError(f"unknown secret(s): {', '.join(unknown)}")
-    provisioner.store.set_secrets(configuration_id, provisioner.spec.mint_secrets(names))
+    try:
+        provisioner.store.set_secrets(configuration_id, provisioner.spec.mint_secrets(names))
+    except Gone:  # uninstalled meanwhile: nothing was written
+        return InstallationReport(configuration_id, outcome="unknown", reason="uninstalled")
     return provisioner.reconcile(configuration_id, deadline)
 
 

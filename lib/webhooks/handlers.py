@@ -34,9 +34,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from lib.deadline import Deadline
 from lib.kv.records import Installation, ProjectRecord
+from lib.kv.store import Gone
 from lib.log import get_logger
+from lib.provisioning.continuation import continue_later
 from lib.provisioning.reports import InstallationReport
-from lib.vercel.errors import NotFound, VercelError
+from lib.vercel.errors import NotFound, Unauthorized, VercelError
 from lib.vercel.models import IntegrationConfiguration, Project
 
 if TYPE_CHECKING:
@@ -113,25 +115,39 @@ def _event_time(event: Event) -> float:
 
 
 def _reconcile(svc: Services, inst: Installation, deadline: Deadline, **scope: Any) -> Outcome:
-    return _outcome(
-        svc.provisioner.reconcile(
-            inst.configuration_id,
-            deadline.within(_WORK_BUDGET_S),
-            installation=inst,
-            **scope,
-        )
+    report = svc.provisioner.reconcile(
+        inst.configuration_id,
+        deadline.within(_WORK_BUDGET_S),
+        installation=inst,
+        **scope,
     )
+    continue_later(svc, inst.configuration_id, report)  # the queue finishes the rest
+    return _outcome(report)
 
 
 def _live_configuration(
-    svc: Services, inst: Installation, deadline: Deadline
+    svc: Services, inst: Installation, deadline: Deadline, *, stored: bool = True
 ) -> IntegrationConfiguration | None:
-    """The configuration as Vercel has it now, or None when Vercel won't tell us."""
+    """The configuration as Vercel has it now, or None when Vercel won't tell us.
+
+    When Vercel answers that the stored installation's configuration is gone (404 on
+    it, or 401 for its token) that is an uninstall whose event may never come: the
+    installation is deleted with its tombstone and `Gone` raised. (`stored=False` asks
+    about a guess, such as the team a transfer names: no conclusion is drawn then.)"""
     try:
         client = svc.provisioner.client(inst, deadline.within(_WORK_BUDGET_S))
         return client.get_configuration(inst.configuration_id)
+    except (NotFound, Unauthorized):
+        if not stored:
+            return None
+        cfg = inst.configuration_id
+        log.info(
+            "Vercel says the configuration is gone: uninstalled", extra={"configuration_id": cfg}
+        )
+        svc.store.delete_installation(cfg, [inst.owner_id])
+        raise Gone(cfg) from None
     except VercelError as exc:
-        if exc.retryable and not isinstance(exc, NotFound):
+        if exc.retryable:
             raise _Transient(exc.code) from None
         return None
 
@@ -292,7 +308,7 @@ def on_transferred(
     try:
         live = _live_configuration(svc, inst, deadline)
         if live is None and moved.team_id != inst.team_id:
-            live = _live_configuration(svc, moved, deadline)
+            live = _live_configuration(svc, moved, deadline, stored=False)
     except _Transient:
         return "retry"
     access = _access_facts(event, live, read_at)

@@ -895,25 +895,27 @@ def test_storage_down_at_the_start_is_a_503(e2e: Any, browser: Browser) -> None:
 def test_storage_failing_after_the_exchange_leaves_nothing(
     e2e: Any, browser: Browser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The closing transaction fails: the code is spent at Vercel, but our claim on it
-    and the state are given back, so a reload says "start again", not "still busy"."""
+    """The closing write (the store's guarded script) fails: the code is spent at
+    Vercel, but our claim on it and the state are given back, so a reload says "start
+    again", not "still busy"."""
     from lib.kv.client import KVUnavailable
 
     w = world(e2e)
     callback_url = browser.authorize(w.user, start=browser.start())
     kv = store_of(e2e).kv
-    real = kv.transaction
-    calls: list[int] = []
+    real = kv.call
+    calls: list[object] = []
 
     def closing_fails(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 2:
+        if args and args[0] in ("EVAL", "EVALSHA"):
+            calls.append(args[0])
             raise KVUnavailable("KV store unavailable (test)")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(kv, "transaction", closing_fails)
+    monkeypatch.setattr(kv, "call", closing_fails)
     before = kv_dump(e2e)
     assert "storage" in is_page(browser.get(callback_url), 503)
+    assert len(calls) == 1
     assert exchanged_ok(e2e) == 1
     assert kv_dump(e2e) == before
     monkeypatch.undo()

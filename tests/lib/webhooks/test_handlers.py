@@ -14,7 +14,7 @@ from lib.crypto import EncryptionKey, Keyring
 from lib.deadline import Deadline
 from lib.kv.client import KV
 from lib.kv.records import Installation, ProjectRecord
-from lib.kv.store import Store
+from lib.kv.store import Gone, Store
 from lib.provisioning.reports import InstallationReport
 from lib.vercel.errors import (
     ConfigurationDisabled,
@@ -271,14 +271,20 @@ def test_permission_change_to_all_reconciles_everything(world: World) -> None:
     assert (inst.project_selection, inst.project_ids) == ("all", [])
 
 
-@pytest.mark.parametrize(
-    "refusal",
-    [ConfigurationDisabled("x", status=403), Unauthorized("x", status=401), NotFound("x")],
-)
-def test_when_vercel_refuses_the_payload_gives_the_access(
-    world: World, refusal: VercelError
+@pytest.mark.parametrize("refusal", [Unauthorized("x", status=401), NotFound("x")])
+@pytest.mark.parametrize("kind", ["permission-upgraded", "scope-change-confirmed", "transferred"])
+def test_vercel_saying_the_configuration_is_gone_is_an_uninstall(
+    world: World, refusal: VercelError, kind: str
 ) -> None:
     world.client.configuration = refusal
+    with pytest.raises(Gone):
+        run(world, event(f"integration-configuration.{kind}", newTeamId="team_2"), installed(world))
+    assert world.store.kv.call("KEYS", "e:*") == [world.store.gone_key("icfg_1")]
+    assert world.provisioner.runs == []
+
+
+def test_when_vercel_refuses_the_payload_gives_the_access(world: World) -> None:
+    world.client.configuration = ConfigurationDisabled("x", status=403)
     upgraded = event(
         "integration-configuration.permission-upgraded",
         configuration={"id": "icfg_1", "projectSelection": "selected", "projects": ["x", 1]},
