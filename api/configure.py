@@ -27,6 +27,7 @@ from lib.settings import SigninConfig
 from lib.vercel.errors import VercelError
 from lib.vercel.models import CONFIGURATION_ID, PermissionMissing
 from lib.web.pages.configure import (
+    DISABLED,
     Facts,
     confirm_rotation,
     not_configured,
@@ -311,7 +312,12 @@ def _show(request: Request, services: Services, cfg: str, session: str) -> Respo
     if inst is None:
         raise HTTPError(404, "This installation is not known (it may have been removed).")
     report = drift(services.provisioner, inst, Deadline(_BUDGET_S))
-    if inst.status == "paused" and not report.error:
+    if report.error == DISABLED and inst.status == "active":
+        # Vercel just said the configuration is disabled: record it, so the status, the
+        # background work and the projects all say the same thing.
+        services.store.set_status(cfg, "paused", DISABLED)
+        inst = services.store.get_installation(cfg) or inst
+    elif inst.status == "paused" and not report.error:
         # Vercel answers again (the configuration was enabled): resume now rather than
         # at the next daily sweep, then show the result.
         services.provisioner.reconcile(cfg, Deadline(_BUDGET_S))

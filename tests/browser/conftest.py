@@ -86,3 +86,42 @@ def context(browser: Any) -> Iterator[Any]:
     ctx.set_default_timeout(15_000)
     yield ctx
     ctx.close()
+
+
+@pytest.fixture
+def signin(e2e: Any) -> Iterator[Any]:
+    """Sign in with Vercel against the emulator (as `make dev` sets it up), the Vercel
+    App's Authorization Callback URL being our /configure."""
+    from lib.app import reset_services
+    from lib.web.signin import reset_jwks_cache
+
+    names = (
+        "VERCEL_APP_CLIENT_ID",
+        "VERCEL_APP_CLIENT_SECRET",
+        "VERCEL_APP_REDIRECT_URI",
+        "VERCEL_OIDC_ISSUER_DEV",
+        "VERCEL_OIDC_JWKS_URL_DEV",
+    )
+    config = e2e.emulator.config
+    redirect = f"{e2e.dev_url}/configure"
+    saved = config.app_redirect_uris
+    e2e.emulator.configure(app_redirect_uris=(redirect,))
+    os.environ.update(
+        {
+            "VERCEL_APP_CLIENT_ID": config.app_client_id,
+            "VERCEL_APP_CLIENT_SECRET": config.app_client_secret,
+            "VERCEL_APP_REDIRECT_URI": redirect,
+            "VERCEL_OIDC_ISSUER_DEV": e2e.emulator_url,
+            "VERCEL_OIDC_JWKS_URL_DEV": f"{e2e.emulator_url}/.well-known/jwks",
+        }
+    )
+    reset_services()
+    reset_jwks_cache()
+    try:
+        yield e2e
+    finally:
+        for name in names:
+            os.environ.pop(name, None)
+        e2e.emulator.configure(app_redirect_uris=saved)
+        reset_services()
+        reset_jwks_cache()

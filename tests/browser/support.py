@@ -115,3 +115,17 @@ def choose_projects(page: Any, projects: list[str] | None) -> None:
         for name in projects:
             page.get_by_label(name, exact=True).check()
     page.get_by_role("button", name="Install").click()
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def page_width(page: Any) -> int:
+    """How wide the document is; more than the viewport means sideways scrolling."""
+    return int(page.evaluate("document.scrollingElement.scrollWidth"))
+
+
+def sign_in_with_vercel(page: Any, decision: str = "Allow") -> None:
+    """From our sign-in page, through (emulated) Vercel's consent page, and back."""
+    page.get_by_role("link", name="Sign in with Vercel").click()
+    page.get_by_role("button", name=decision).click()

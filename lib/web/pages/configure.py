@@ -24,6 +24,7 @@ from lib.web.session import CSRF_FIELD
 from lib.web.urls import configure_url
 
 __all__ = [
+    "DISABLED",
     "NOTICES",
     "PRODUCT",
     "Facts",
