@@ -40,7 +40,7 @@ from lib.vercel.models import EnvPatch, EnvSpec, EnvVar
 log = get_logger("provisioning")
 _CUSTOM = "custom:"
 
-__all__ = ["Clash", "Plan", "Update", "fingerprint", "plan"]
+__all__ = ["Clash", "Plan", "Update", "fingerprint", "plan", "planned_targets", "promoted"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,8 @@ class Update:
     env_id: str
     slot: str
     patch: EnvPatch
+    # The var as listed: the client leaves `key` out of a PATCH of a sensitive var.
+    current: EnvVar | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class Plan:
     adopted: list[str] = field(default_factory=list)  # keys taken over (on_conflict=adopt)
     # slot -> env id of a matched var that needs no create (unchanged or updated).
     matched: dict[str, str] = field(default_factory=dict)
+    # slot -> the type the spec asks for: recorded with what we write (`t`).
+    types: dict[str, str] = field(default_factory=dict)
 
     @property
     def writes(self) -> int:
@@ -95,7 +99,8 @@ def _targets(var: EnvVar) -> set[str]:
     return set(var.target) | {_CUSTOM + c for c in var.custom_environment_ids}
 
 
-def _wanted(want: DesiredVar) -> set[str]:
+def planned_targets(want: DesiredVar) -> set[str]:
+    """What a desired var covers, as the plan counts targets (custom environments too)."""
     return set(want.targets) | {_CUSTOM + c for c in want.custom_environment_ids}
 
 
@@ -106,22 +111,25 @@ def _split(targets: list[str]) -> tuple[list[str], list[str]]:
     return standard, custom
 
 
-def promoted(current: str, want: DesiredVar) -> bool:
+def promoted(current: str, want: DesiredVar, wrote: str | None = None) -> bool:
     """A var the server made `sensitive` where the spec wants `plain`/`encrypted`: what a
     team enforcing sensitive variables does to production/preview vars. It satisfies the
     spec (never downgraded). Development is never promoted (Vercel refuses sensitive
     there), and the spec splits development off such entries, so a var we wrote for
-    development that comes back sensitive is not accepted."""
+    development that comes back sensitive is not accepted. `wrote` is the type we
+    recorded for this var: when it is `sensitive`, we made it so, and the spec changed
+    since (the operator's own downgrade, done by delete and create)."""
     return (
         current == "sensitive"
         and want.type in ("plain", "encrypted")
         and "development" not in want.targets
+        and wrote != "sensitive"
     )
 
 
-def _needs_recreate(current: str, want: DesiredVar) -> bool:
+def _needs_recreate(current: str, want: DesiredVar, wrote: str | None) -> bool:
     """Vercel cannot PATCH a var into or out of `sensitive`."""
-    if promoted(current, want):
+    if promoted(current, want, wrote):
         return False
     return current != want.type and "sensitive" in (current, want.type)
 
@@ -160,9 +168,15 @@ def plan(
     ours = [v for v in actual if is_ours(v) and v.id]
     theirs = [v for v in actual if not is_ours(v)]
     taken: set[str] = set()
+    desired = list(desired)
+    # slot -> the id we recorded for it: a var recorded for one slot is not matched to
+    # another slot of the same key (a split entry's parts stay apart).
+    slot_of = {
+        recorded[d.slot]["id"]: d.slot for d in desired if recorded.get(d.slot, {}).get("id")
+    }
 
     for want in desired:
-        targets = _wanted(want)
+        targets = planned_targets(want)
         clashing = [
             v
             for v in theirs
@@ -213,13 +227,19 @@ def plan(
         same_key = [
             v
             for v in ours
-            if v.id not in taken and v.key == want.key and _branch(v) == _branch(want)
+            if v.id not in taken
+            and v.key == want.key
+            and _branch(v) == _branch(want)
+            and slot_of.get(v.id or "", want.slot) == want.slot
         ]
         # Prefer the var that already covers most of what we want: fewest writes.
         same_key.sort(key=lambda v: (-len(_targets(v) & targets), v.id or ""))
         match = same_key[0] if same_key else None
 
-        if match is None or _needs_recreate(match.type, want):
+        record = recorded.get(want.slot, {})
+        wrote = record.get("t") if match is not None and record.get("id") == match.id else None
+        result.types[want.slot] = want.type
+        if match is None or _needs_recreate(match.type, want, wrote):
             if match is not None:
                 assert match.id is not None
                 taken.add(match.id)
@@ -249,12 +269,11 @@ def plan(
         if set(match.custom_environment_ids) != set(custom):
             change["customEnvironmentIds"] = custom
         # What the var's type must be: the spec's, unless the server promoted it.
-        keep_type = match.type if promoted(match.type, want) else want.type
+        keep_type = match.type if promoted(match.type, want, wrote) else want.type
         if match.type != keep_type:
             change["type"] = keep_type
         if (match.comment or None) != (want.comment or None):
             change["comment"] = want.comment or ""
-        record = recorded.get(want.slot, {})
         same_value = (
             record.get("id") == match.id and record.get("fp") == fingerprint_of[want.slot]
         ) or (match.type == "plain" and match.value == want.value)
@@ -262,7 +281,8 @@ def plan(
             change["value"] = want.value
             change.setdefault("type", keep_type)  # Vercel wants the type alongside a value
         if change:
-            result.updates.append(Update(match.id, want.slot, EnvPatch.model_validate(change)))
+            patch = EnvPatch.model_validate(change)
+            result.updates.append(Update(match.id, want.slot, patch, current=match))
         else:
             result.unchanged.append(want.slot)
 

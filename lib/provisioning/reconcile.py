@@ -29,7 +29,7 @@ from lib.kv.records import Installation, ProjectRecord
 from lib.kv.store import Gone, Store
 from lib.log import get_logger
 from lib.provisioning.fanout import fan_out
-from lib.provisioning.plan import Clash, Plan, fingerprint, plan
+from lib.provisioning.plan import Clash, Plan, fingerprint, plan, planned_targets
 from lib.provisioning.reports import InstallationReport, Outcome, ProjectReport
 from lib.provisioning.spec import DesiredVar, Spec, TemplateContext
 from lib.vercel.client import VercelClient
@@ -42,7 +42,7 @@ from lib.vercel.errors import (
     Unauthorized,
     VercelError,
 )
-from lib.vercel.models import EnvCreateResult, EnvSpec, EnvVar, Project
+from lib.vercel.models import CustomEnvironment, EnvCreateResult, EnvSpec, EnvVar, Project
 from lib.vercel.transport import call_timeout
 
 __all__ = [
@@ -299,7 +299,14 @@ class Provisioner:
         """
         report = ProjectReport(project.id, project.name)
         cfg = inst.configuration_id
-        desired, fps = self._desired(inst, project, secrets)
+        try:
+            desired, fps = self._desired(inst, project, secrets, client, report.notes)
+        except NotFound:  # the project was deleted meanwhile: nothing to do
+            self.store.forget_project(cfg, project.id)
+            report.complete = True
+            return report
+        except VercelError as exc:
+            return self._project_failed(client, inst, project, report, exc)
         written = {slot: dict(entry) for slot, entry in (record.env if record else {}).items()}
         now = self._clock()
         hidden = _Hidden.load(written, desired, now, as_of=math.inf if recheck_conflicts else now)
@@ -352,13 +359,59 @@ class Provisioner:
             return report
         except VercelError as exc:
             self._record(cfg, project, written, fps, hidden, record)  # keep what got written
-            stop = _classify(exc, listing=False)
-            if stop is not None:
-                raise stop from None
-            report.errors.append(f"{exc.code}: {type(exc).__name__}")
-            return report
+            return self._project_failed(client, inst, project, report, exc)
         self._record(cfg, project, written, fps, hidden, record)
         return report
+
+    def _project_failed(
+        self,
+        client: VercelClient,
+        inst: Installation,
+        project: Project,
+        report: ProjectReport,
+        exc: VercelError,
+    ) -> ProjectReport:
+        """A Vercel failure on one project: that project's error, or `_Stop` for all.
+
+        A missing permission on a project of a "selected" installation is often just the
+        project having been taken out of the selection (the webhook saying so may not have
+        arrived yet): the configuration says which, before the whole installation is
+        blocked for it."""
+        stop = _classify(exc, listing=False)
+        if (
+            stop is not None
+            and isinstance(exc, MissingScope)
+            and self._deselected(client, inst, project)
+        ):
+            self.store.forget_project(inst.configuration_id, project.id)
+            report.notes.append("no longer selected for this installation: left alone")
+            report.errors.clear()
+            report.complete = True
+            return report
+        if stop is not None:
+            raise stop from None
+        report.errors.append(f"{exc.code}: {type(exc).__name__}")
+        return report
+
+    @staticmethod
+    def _deselected(client: VercelClient, inst: Installation, project: Project) -> bool:
+        """True when the installation reaches only selected projects and the configuration,
+        read now, no longer lists this one."""
+        if inst.project_selection != "selected":
+            return False
+        try:
+            configuration = client.get_configuration(inst.configuration_id)
+        except VercelError:
+            return False  # cannot tell: the missing permission stands
+        if configuration.all_projects:
+            return False
+        deselected = project.id not in (configuration.projects or [])
+        if deselected:
+            log.info(
+                "project no longer selected: missing permission is that project's only",
+                extra={"configuration_id": inst.configuration_id, "project_id": project.id},
+            )
+        return deselected
 
     def plan_project(
         self,
@@ -369,7 +422,7 @@ class Provisioner:
         record: ProjectRecord | None,
     ) -> Plan:
         """What a reconcile of this project would do now (drift), writing nothing."""
-        desired, fps = self._desired(inst, project, secrets)
+        desired, fps = self._desired(inst, project, secrets, client, [])
         written = record.env if record else {}
         hidden = _Hidden.load(written, desired, self._clock(), as_of=-math.inf)
         return plan(
@@ -382,9 +435,18 @@ class Provisioner:
         )
 
     def _desired(
-        self, inst: Installation, project: Project, secrets: dict[str, str]
+        self,
+        inst: Installation,
+        project: Project,
+        secrets: dict[str, str],
+        client: VercelClient,
+        notes: list[str],
     ) -> tuple[list[DesiredVar], dict[str, str]]:
-        """The records the spec wants on this project, and their value fingerprints."""
+        """The records the spec wants on this project, and their value fingerprints.
+
+        Custom environments the spec names are resolved to this project's ids with one
+        extra call, made only when the spec names any; one the project lacks is noted in
+        `notes` and left out (the rest of the record is still provisioned)."""
         ctx = TemplateContext(
             configuration_id=inst.configuration_id,
             team_id=inst.team_id,
@@ -394,6 +456,8 @@ class Provisioner:
             secrets=secrets,
         )
         desired = self.spec.desired(ctx)
+        if self.spec.custom_environments:
+            desired = _resolve_custom(desired, client.list_custom_environments(project.id), notes)
         key = self.store.fingerprint_key()
         cfg = inst.configuration_id
         return desired, {d.slot: fingerprint(key, cfg, d.slot, d.value) for d in desired}
@@ -415,7 +479,7 @@ class Provisioner:
         report.unchanged = len(p.unchanged)
         report.errors = []  # this round's verdict replaces the last one's
         for slot in p.unchanged:
-            _wrote(written, slot, p.matched[slot], fps[slot])
+            _wrote(written, slot, p.matched[slot], fps[slot], p.types[slot])
         for env_id in p.deletes:
             with contextlib.suppress(NotFound):  # already gone: the goal of a delete
                 client.delete_env(project_id, env_id)
@@ -425,11 +489,12 @@ class Provisioner:
                 if entry.get("id") == env_id:
                     entry.pop("id", None)
                     entry.pop("fp", None)
+                    entry.pop("t", None)
         conflicts: dict[str, set[str]] = {}
         for update in p.updates:
             report.writes += 1
             try:
-                client.edit_env(project_id, update.env_id, update.patch)
+                client.edit_env(project_id, update.env_id, update.patch, current=update.current)
             except EnvConflict as exc:
                 taken = set(exc.target) or set(update.patch.target or ())
                 conflicts.setdefault(update.slot, set()).update(taken)
@@ -437,7 +502,7 @@ class Provisioner:
             except NotFound:  # deleted meanwhile (by the user?): the re-list will show it
                 conflicts.setdefault(update.slot, set())
                 continue
-            _wrote(written, update.slot, update.env_id, fps[update.slot])
+            _wrote(written, update.slot, update.env_id, fps[update.slot], p.types[update.slot])
             report.updated.append(_key_of(update.slot))
         if p.creates:
             conflicts.update(self._create(client, project_id, p, fps, written, report))
@@ -464,7 +529,7 @@ class Provisioner:
         for slot, spec in p.creates:
             var = _find_created(result.created, spec)
             if var is not None and var.id:
-                _wrote(written, slot, var.id, fps[slot])
+                _wrote(written, slot, var.id, fps[slot], spec.type)
                 report.created.append(spec.key)
             else:
                 left.append((slot, spec))
@@ -502,7 +567,7 @@ class Provisioner:
     ) -> None:
         env: dict[str, dict[str, str]] = {}
         for slot in fps:
-            entry = {k: v for k, v in written.get(slot, {}).items() if k in ("id", "fp")}
+            entry = {k: v for k, v in written.get(slot, {}).items() if k in ("id", "fp", "t")}
             entry.update(hidden.entry(slot))
             if entry:
                 env[slot] = entry
@@ -560,7 +625,7 @@ class _Hidden:
         seen: dict[str, str] = {}
         for want in desired:
             entry = written.get(want.slot, {})
-            held = set(filter(None, entry.get("hidden", "").split(","))) & set(want.targets)
+            held = set(filter(None, entry.get("hidden", "").split(","))) & planned_targets(want)
             try:
                 learnt = float(entry.get("seen", ""))
             except ValueError:
@@ -609,10 +674,32 @@ def _unexplained(
     return found
 
 
-def _wrote(written: dict[str, dict[str, str]], slot: str, env_id: str, fp: str) -> None:
+def _resolve_custom(
+    desired: list[DesiredVar], environments: Sequence[CustomEnvironment], notes: list[str]
+) -> list[DesiredVar]:
+    """Custom environment slugs -> this project's ids; a slug the project lacks is noted."""
+    ids = {e.slug: e.id for e in environments}
+    missing = sorted({s for d in desired for s in d.custom_environments if s not in ids})
+    if missing:
+        notes.append("custom environment(s) not on this project, skipped: " + ", ".join(missing))
+    out: list[DesiredVar] = []
+    for want in desired:
+        if not want.custom_environments:
+            out.append(want)
+            continue
+        found = tuple(sorted({ids[s] for s in want.custom_environments if s in ids}))
+        if want.targets or found:
+            out.append(want.model_copy(update={"custom_environment_ids": found}))
+    return out
+
+
+def _wrote(written: dict[str, dict[str, str]], slot: str, env_id: str, fp: str, kind: str) -> None:
+    """Record a var as ours: its id, its value's fingerprint, and the type the spec asked
+    for (`t`), which tells a var the server promoted to sensitive from one we made so."""
     entry = written.setdefault(slot, {})
     entry["id"] = env_id
     entry["fp"] = fp
+    entry["t"] = kind
 
 
 def _clash(clash: Clash) -> dict[str, Any]:

@@ -40,6 +40,9 @@ class ProjectReport:
     adopted: list[str] = field(default_factory=list)
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Worth saying, not failures: e.g. a custom environment the spec names that this
+    # project does not have, or a project no longer selected for the installation.
+    notes: list[str] = field(default_factory=list)
     complete: bool = False
     writes: int = 0
 

@@ -69,7 +69,9 @@ def test_drift_is_a_dry_run_and_shows_remembered_conflicts(e2e: E2E) -> None:
     assert rows["my-blog"]["conflicts"] == [
         {"key": "PROJECT_REF", "targets": ["preview"], "owner": "hidden"}
     ]
-    assert sorted(rows["portfolio"]["ok"]) == ["API_KEY", "API_KEY", "DASHBOARD_URL", "PROJECT_REF"]
+    assert sorted(rows["portfolio"]["ok"]) == [
+        "API_KEY", "API_KEY", "DASHBOARD_URL", "DASHBOARD_URL", "PROJECT_REF"
+    ]  # fmt: skip
     assert rows["portfolio"]["missing"] == []
     assert rows["portfolio"]["changed"] == []
     assert rows["portfolio"]["extra"] == 0

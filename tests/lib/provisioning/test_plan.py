@@ -389,3 +389,17 @@ def test_a_custom_environment_held_by_the_user_is_a_clash() -> None:
     ((_, spec),) = p.creates
     assert spec.target == ["production"]
     assert spec.custom_environment_ids is None
+
+
+def test_a_sensitive_var_we_wrote_so_is_downgraded_when_the_spec_says() -> None:
+    """`t` recorded: we made it sensitive, so the spec changed (not the server)."""
+    d = want("A", "v1", type="encrypted", targets=PP)
+    recorded = {d.slot: {**rec(d, "e1")[d.slot], "t": "sensitive"}}
+    p = run1([d], [var("e1", "A", targets=PP, type="sensitive")], recorded=recorded)
+    assert p.deletes == ["e1"]
+    assert [spec.type for _, spec in p.creates] == ["encrypted"]
+    # ... and once the server promoted what we wrote, it stays.
+    recorded = {d.slot: {**rec(d, "e2")[d.slot], "t": "encrypted"}}
+    p = run1([d], [var("e2", "A", targets=PP, type="sensitive")], recorded=recorded)
+    assert p.writes == 0
+    assert p.types == {d.slot: "encrypted"}
