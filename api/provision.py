@@ -63,8 +63,19 @@ def _status(request: Request, services: Services, deadline: Deadline) -> Respons
     return Response.json(report)
 
 
+def _json_body(request: Request) -> Any:
+    """The JSON body ({} when empty); a body nested too deeply for the parser is bad
+    input (400), as on /webhook, not a crash."""
+    if not request.body():
+        return {}
+    try:
+        return request.json()
+    except RecursionError:
+        raise HTTPError(400, "Body is not valid JSON (nested too deeply).") from None
+
+
 def _resync(request: Request, services: Services, deadline: Deadline) -> Response:
-    body = request.json() if request.body() else {}
+    body = _json_body(request)
     if not isinstance(body, dict):
         raise HTTPError(400, "Body must be a JSON object.")
     unknown = set(body) - {"configurationId", "all", "rotateSecrets", "recheckConflicts"}

@@ -361,3 +361,14 @@ def test_storage_down_is_503_with_retry_after(e2e: E2E, client: httpx.Client) ->
         e2e.kv.gateway.clear_faults()
     assert response.status_code == 503
     assert response.headers["retry-after"] == "10"
+
+
+@pytest.mark.parametrize("opener", ["[", '{"a":'])
+def test_a_deeply_nested_body_is_a_400_not_a_500(
+    e2e: E2E, client: httpx.Client, opener: str
+) -> None:
+    """Issue 11, invariant 8: bad input from the operator is a 400, as on /webhook."""
+    body = opener * 100_000
+    got = client.post("/provision", content=body, headers=ADMIN)
+    assert got.status_code == 400, got.text[:200]
+    assert "JSON" in got.json()["error"]["message"]
