@@ -13,7 +13,9 @@ from lib.web.wsgi import HTTPError, Request, Response, endpoint
 
 
 def _handle(request: Request) -> Response:
-    if request.method not in ("GET", "HEAD"):
+    # HEAD too is refused, as `Allow` says: it would issue a state (a KV write) for a
+    # request that can never complete an install.
+    if request.method != "GET":
         raise HTTPError(405, "Use GET.", headers={"Allow": "GET"})
     cfg = request.arg("configurationId")
     if cfg is not None and not CONFIGURATION_ID.fullmatch(cfg):

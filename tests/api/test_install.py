@@ -191,3 +191,15 @@ def test_missing_slug_is_a_logged_misconfiguration(
         line["level"] == "error" and "INTEGRATION_SLUG" in line.get("problem", "") for line in lines
     )
     assert e2e.kv_keys() == []
+
+
+@pytest.mark.parametrize("method", ["HEAD", "POST", "PUT", "DELETE"])
+def test_only_get_starts_an_install_and_others_write_nothing(e2e: Any, method: str) -> None:
+    """Issue 11, invariant 7 (part): HEAD is refused as `Allow` says, with no KV write."""
+    e2e.kv.gateway.reset_stats()
+    with e2e.http() as client:
+        got = client.request(method, "/install")
+    assert got.status_code == 405
+    assert got.headers["allow"] == "GET"
+    assert e2e.kv.gateway.stats()["requests"] == 0
+    assert e2e.kv_keys() == []
