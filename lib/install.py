@@ -7,7 +7,12 @@ ways anchors get this wrong are the test list (anchors.md §3): open redirects t
 lost team ids. So:
 
 * every parameter is validated before anything else happens;
-* `next` is followed only to the dashboard's own origin;
+* `next` is followed only to the dashboard's own origin, or to `https://www.vercel.com`
+  (Vercel's dashboard answers on both hosts); a refused `next` is logged as a warning,
+  since it leaves Vercel's install popup waiting, and every error carries the safe
+  `next` so its page can offer the way back to Vercel;
+* a callback with `error` instead of `code` is an install cancelled on Vercel: a page
+  with the way back, and nothing written, nothing asked of Vercel;
 * each code is claimed in KV before it is exchanged (`p:code:<hash>`: "pending" while
   one request exchanges it, then "done:<digest of the configurationId>" for the code's 30-minute life).
   A second request for the same code never reaches Vercel: it waits for the first one's
@@ -15,7 +20,9 @@ lost team ids. So:
 * a `state` is consumed on first sight. One presented wrongly (expired, from another
   browser) stays burned; one consumed by a request that then failed for another reason
   (Vercel down, a forged configuration id) is put back, so reloading works;
-* the token must belong to the configuration and team the browser claims;
+* the token must belong to the configuration the browser claims, and to its team when the
+  link names one (Vercel turned personal accounts into teams, and no source pins whether
+  the Redirect URL then carries `teamId`: the token's team is authoritative);
 * the installation record, its owner index, its new secrets, its place in the pending
   set (provisioning clears it) and the code's "done" mark are written in one
   transaction, so a failure leaves nothing behind and an interrupted provisioning is
@@ -88,6 +95,11 @@ _PATTERNS = {
     "state": re.compile(r"[A-Za-z0-9_-]{16,128}"),
 }
 _NONCE = re.compile(r"[A-Za-z0-9_-]{32,64}")
+# Vercel's dashboard also answers on www (https://www.vercel.com): a `next` there is
+# Vercel's own, whatever the dashboard URL setting says.
+_VERCEL_WWW = "https://www.vercel.com"
+# OAuth's `error` codes (RFC 6749 §4.1.2.1): letters, digits, '_', '-', '.'.
+_OAUTH_ERROR = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 # Printable ASCII that has no business in a URL (RFC 3986): "\\" reads as "/" in
 # browsers; the rest would only ever be markup.
@@ -95,13 +107,16 @@ _UNSAFE = frozenset('\\"<>`{}|^')
 
 
 class InstallError(Exception):
-    """A callback that cannot complete. `status` and `kind` choose the page shown."""
+    """A callback that cannot complete. `status` and `kind` choose the page shown; `next`
+    is the link's checked `next` (None when it had none or it was refused), so the page
+    can send the person back to Vercel and let Vercel's install popup close."""
 
-    def __init__(self, status: int, kind: str, message: str) -> None:
+    def __init__(self, status: int, kind: str, message: str, *, next: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind
         self.message = message
+        self.next = next
 
 
 @dataclass(frozen=True)
@@ -156,6 +171,7 @@ def safe_next(value: str | None, dashboard_url: str) -> str | None:
     unencoded (`"<>` and the like), other ports, and every other scheme
     (`javascript:`, `data:`), including percent-encoded ones, which can't be absolute.
     Vercel sends `next` percent-encoded, so nothing legitimate is lost.
+    The one other origin allowed is exactly `https://www.vercel.com` (same checks).
     """
     if not value or len(value) > 2048:
         return None
@@ -167,13 +183,31 @@ def safe_next(value: str | None, dashboard_url: str) -> str | None:
         want_port = want.port or _DEFAULT_PORTS.get(want.scheme)
     except ValueError:
         return None
-    if got.scheme != want.scheme or got.scheme not in _DEFAULT_PORTS:
+    if "@" in got.netloc or not got.hostname or got.scheme not in _DEFAULT_PORTS:
         return None
-    if "@" in got.netloc or not got.hostname:
+    if got.scheme == "https" and got.hostname == "www.vercel.com" and got_port == 443:
+        return value
+    if got.scheme != want.scheme:
         return None
     if got.hostname != (want.hostname or "").lower() or got_port != want_port:
         return None
     return value
+
+
+def _checked_next(value: str | None, settings: Settings) -> str | None:
+    """`safe_next`, logging a refusal: Vercel's popup then waits for a `next` that never
+    comes, so an operator needs to know (the host only: the rest may carry anything)."""
+    checked = safe_next(value, settings.dashboard_url)
+    if value and checked is None:
+        try:
+            host = urlsplit(value).hostname
+        except ValueError:
+            host = None
+        log.warning(
+            "next refused: the install popup will not close by itself",
+            extra={"next_host": (host or "?")[:100], "next_length": len(value)},
+        )
+    return checked
 
 
 def parse_callback(query: dict[str, list[str]], settings: Settings) -> CallbackParams:
@@ -195,17 +229,41 @@ def parse_callback(query: dict[str, list[str]], settings: Settings) -> CallbackP
             raise InstallError(400, "bad_request", f"The parameter '{name}' is not valid.")
         return value
 
-    code = one("code", required=True)
-    cfg = one("configurationId", required=True)
+    # `next` first, so that every refusal below can offer the way back to Vercel.
+    following = _checked_next(one("next"), settings)  # twice: refused, no way back
+    try:
+        if "code" not in query and any(query.get("error", [])):
+            raise _cancelled(query)
+        code = one("code", required=True)
+        cfg = one("configurationId", required=True)
+        team_id = one("teamId")
+        source = one("source")
+        state = one("state")
+    except InstallError as exc:
+        exc.next = following
+        raise
     assert code is not None
     assert cfg is not None
     return CallbackParams(
         code=code,
         configuration_id=cfg,
-        team_id=one("teamId"),
-        next=safe_next(one("next"), settings.dashboard_url),
-        source=one("source"),
-        state=one("state"),
+        team_id=team_id,
+        next=following,
+        source=source,
+        state=state,
+    )
+
+
+def _cancelled(query: dict[str, list[str]]) -> InstallError:
+    """The person cancelled (or Vercel refused) the install: `error` instead of `code`
+    (RFC 6749 §4.1.2.1). Logged by code only: the description is free text."""
+    error = (query.get("error") or [""])[0]
+    log.info(
+        "install cancelled on Vercel",
+        extra={"error": error if _OAUTH_ERROR.fullmatch(error) else "?"},
+    )
+    return InstallError(
+        400, "cancelled", "The install was cancelled on Vercel. Nothing was installed."
     )
 
 
@@ -254,7 +312,11 @@ def complete_install(
         # A refresh, a double click, two tabs: another request has this code. Its
         # outcome is ours; this request used nothing (a state it took goes back).
         _undo(store, claim, release_code=False, restore_state=True)
-        _await_peer(store, claim, deadline)
+        try:
+            _await_peer(store, claim, deadline)
+        except InstallError as exc:
+            exc.next = exc.next or params.next
+            raise
         return CallbackOutcome(InstallResult(cfg, params.next, already_installed=True))
 
     try:
@@ -289,6 +351,7 @@ def complete_install(
             raise _removed() from None  # the uninstall landed during the exchange
     except InstallError as exc:
         _undo(store, claim, release_code=True, restore_state=exc.kind != "bad_state")
+        exc.next = exc.next or params.next
         raise
     except BaseException:
         _undo(store, claim, release_code=True, restore_state=True)
@@ -357,7 +420,15 @@ def _exchange(
         log.warning("code exchange failed", extra={"error": exc.code, "status": exc.status})
         status = 503 if exc.status == 503 else 502
         raise InstallError(status, "unavailable", "Vercel answered with an error.") from None
-    if token.installation_id != params.configuration_id or token.team_id != params.team_id:
+    if params.team_id is None and token.team_id is not None:
+        # Vercel turned personal accounts into teams; a link without `teamId` is taken
+        # on the token's word (vercel-reality.md A2), and noted.
+        log.info(
+            "callback without teamId: the token's team is used",
+            extra={"configuration_id": params.configuration_id},
+        )
+    team_differs = params.team_id is not None and token.team_id != params.team_id
+    if token.installation_id != params.configuration_id or team_differs:
         # Vercel spent the code on a token for another configuration or team than the
         # link names: a forged or mangled link. The token is dropped unused.
         log.warning(
@@ -365,7 +436,7 @@ def _exchange(
             extra={
                 "configuration_id": params.configuration_id,
                 "installation_matches": token.installation_id == params.configuration_id,
-                "team_matches": token.team_id == params.team_id,
+                "team_matches": not team_differs,
             },
         )
         raise InstallError(400, "mismatch", "This install link does not match its installation.")
