@@ -61,7 +61,7 @@ DEVELOPMENT_SETTINGS: dict[str, str] = {
     # (https://vercel.com/docs/sign-in-with-vercel/getting-started: VERCEL_APP_CLIENT_SECRET).
     "VERCEL_APP_CLIENT_ID": "cl_devapp00000000000000000000000",
     "VERCEL_APP_CLIENT_SECRET": "dev-only-app-client-secret-not-for-production",
-    "VERCEL_APP_REDIRECT_URI": "{dev_url}/auth/callback",
+    "VERCEL_APP_REDIRECT_URI": "{dev_url}/configure",
     # Only the local stack points the ID token's issuer and JWKS at the emulator; the
     # product accepts these only for a loopback URL (in production both are Vercel's).
     # The authorize and token endpoints follow VERCEL_DASHBOARD_URL and VERCEL_API_URL.

@@ -6,7 +6,7 @@ also works for the code exchange), INTEGRATION_SLUG, VERCEL_REDIRECT_URI, plus E
 EMULATOR_CONFIGURATION_URL and EMULATOR_TIME_SCALE; the Redirect, Webhook and
 Configuration URLs default to the functions dev server on DEV_PORT (3000). Sign in with
 Vercel's App: VERCEL_APP_CLIENT_ID, VERCEL_APP_CLIENT_SECRET and VERCEL_APP_REDIRECT_URI
-(its Authorization Callback URL, default `/auth/callback` on the dev server).
+(its Authorization Callback URL, default `/configure` on the dev server, where the product completes the sign-in).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def main() -> int:
         time_scale=float(_env("EMULATOR_TIME_SCALE", "1")),
         app_client_id=_env("VERCEL_APP_CLIENT_ID", DEFAULT_APP_CLIENT_ID),
         app_client_secret=_env("VERCEL_APP_CLIENT_SECRET", DEFAULT_APP_CLIENT_SECRET),
-        app_redirect_uris=(_env("VERCEL_APP_REDIRECT_URI", f"{dev_url}/auth/callback"),),
+        app_redirect_uris=(_env("VERCEL_APP_REDIRECT_URI", f"{dev_url}/configure"),),
     )
     emulator = create_app(config)
     server = start(emulator, port=port)

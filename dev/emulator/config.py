@@ -84,7 +84,7 @@ class EmulatorConfig:
     app_client_secret: str = field(default=DEFAULT_APP_CLIENT_SECRET, repr=False)
     app_name: str = "My Integration"
     # The App's "Authorization Callback URLs": redirect_uri must be one of them, exactly.
-    app_redirect_uris: tuple[str, ...] = ("http://127.0.0.1:3000/auth/callback",)
+    app_redirect_uris: tuple[str, ...] = ("http://127.0.0.1:3000/configure",)
     # The scopes configured on the App; a request's others are filtered out.
     app_scopes: tuple[str, ...] = DEFAULT_APP_SCOPES
     signin_code_ttl_s: float = 10 * 60

@@ -67,7 +67,7 @@ def test_sign_in_with_vercel_points_at_the_emulator_only_on_loopback() -> None:
     settings = development_settings(**URLS)
     assert settings["VERCEL_OIDC_ISSUER_DEV"] == "http://127.0.0.1:4000"
     assert settings["VERCEL_OIDC_JWKS_URL_DEV"] == "http://127.0.0.1:4000/.well-known/jwks"
-    assert settings["VERCEL_APP_REDIRECT_URI"] == "http://127.0.0.1:3000/auth/callback"
+    assert settings["VERCEL_APP_REDIRECT_URI"] == "http://127.0.0.1:3000/configure"
     assert settings["VERCEL_APP_CLIENT_ID"] != settings["VERCEL_CLIENT_ID"]
     assert "DEV" in settings["VERCEL_APP_CLIENT_SECRET"].upper()
 

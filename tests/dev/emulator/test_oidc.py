@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.dev.emulator.support import Stack
 
-REDIRECT = "http://127.0.0.1:3000/auth/callback"
+REDIRECT = "http://127.0.0.1:3000/configure"
 
 
 def _b64(data: bytes) -> str:
