@@ -48,6 +48,7 @@ from lib.web.session import (
 from lib.web.signin import (
     SIGNIN_COOKIE,
     SIGNIN_TTL_S,
+    Pending,
     SigninError,
     authorization,
     cookie_path,
@@ -157,8 +158,13 @@ def _callback(request: Request, services: Services) -> Response:
         response = _signed_in(request, services, config)
     except SigninError as exc:
         log.warning(
-            "configure sign-in refused",
-            extra={"reason": exc.reason, "request_id": request.request_id},
+            "audit: configure sign-in refused",
+            extra={
+                "event": "signin_refused",
+                "reason": exc.reason,
+                "configuration_id": exc.configuration_id,
+                "request_id": request.request_id,
+            },
         )
         response = _signin_refused(exc)
     return _clear_signin(response, request, config)
@@ -199,6 +205,18 @@ def _signed_in(request: Request, services: Services, config: SigninConfig) -> Re
     keyring = services.store.keyring
     pending = read_pending(keyring, request.cookies.get(SIGNIN_COOKIE), request.arg("state"))
     cfg = pending.configuration_id
+    try:
+        return _accept(request, services, config, pending)
+    except SigninError as exc:
+        exc.configuration_id = cfg
+        raise
+
+
+def _accept(
+    request: Request, services: Services, config: SigninConfig, pending: Pending
+) -> Response:
+    keyring = services.store.keyring
+    cfg = pending.configuration_id
     error = request.arg("error")
     if error is not None:
         if error == "access_denied":
@@ -217,8 +235,9 @@ def _signed_in(request: Request, services: Services, config: SigninConfig) -> Re
     if identity.sub != inst.user_id:
         how = _membership(services, inst, identity.sub)
     log.info(
-        "configure sign-in",
+        "audit: configure sign-in",
         extra={
+            "event": "signin",
             "configuration_id": cfg,
             "user_id": identity.sub,
             "access": how,
@@ -361,6 +380,16 @@ def _act(request: Request, services: Services, cfg: str, session: str) -> Respon
         # A person asking is the moment to retry writes their own variables blocked:
         # they may just have deleted one (the docs tell them to, then resync).
         report = services.provisioner.reconcile(cfg, deadline, recheck_conflicts=True)
+        log.info(
+            "audit: resync requested",
+            extra={
+                "event": "resync",
+                "configuration_id": cfg,
+                "outcome": report.outcome,
+                "pending": report.pending,
+                "request_id": request.request_id,
+            },
+        )
     else:
         report = rotate_secrets(services.provisioner, cfg, None, deadline)
         log.info(

@@ -71,6 +71,7 @@ class SigninError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.configuration_id: str | None = None  # once known, for the audit line
 
 
 @dataclass(frozen=True)

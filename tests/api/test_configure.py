@@ -328,13 +328,21 @@ def test_the_session_cookie_is_secure_off_localhost(e2e: Any, browsers: Any) -> 
     assert {"Secure", "HttpOnly", "SameSite=Lax"} <= set(attributes)
 
 
-def test_an_outsider_is_refused_and_nothing_is_stored(e2e: Any, browsers: Any) -> None:
+def _audit(caplog: Any, message: str) -> list[Any]:
+    return [r for r in caplog.records if r.getMessage() == message]
+
+
+def test_an_outsider_is_refused_and_nothing_is_stored(e2e: Any, browsers: Any, caplog: Any) -> None:
     cfg = _install(e2e, TEAM)
     keys = e2e.kv_keys()
     e2e.emulator.sign_in("outsider")
     browser = browsers()
+    caplog.set_level("INFO")
     refused = browser.sign_in(cfg)
     _refused_page(refused, 403, "not as a member of the team")
+    [line] = _audit(caplog, "audit: configure sign-in refused")
+    assert (line.event, line.reason, line.configuration_id) == ("signin_refused", "not_member", cfg)
+    assert not _audit(caplog, "audit: configure sign-in")
     assert browser.session_cookie() is None
     assert e2e.kv_keys() == keys
     assert browser.open_configure(cfg).status_code == 200  # the sign-in page again
@@ -754,7 +762,9 @@ def test_resync_now_retries_writes_a_persons_variable_blocked(e2e: Any, browsers
     assert theirs["value"] == "mine"  # and the person's variable is untouched
 
 
-def test_rotate_secrets_changes_the_value_in_every_project(e2e: Any, browsers: Any) -> None:
+def test_rotate_secrets_changes_the_value_in_every_project(
+    e2e: Any, browsers: Any, caplog: Any
+) -> None:
     cfg = _install(e2e, TEAM)
     before = _envs(e2e, "ACME_API_KEY")
     team_projects = {n for n, envs in before.items() if envs}
@@ -762,7 +772,10 @@ def test_rotate_secrets_changes_the_value_in_every_project(e2e: Any, browsers: A
     old = {e["value"] for envs in before.values() for e in envs}
     assert len(old) == 1
     browser = browsers()
+    caplog.set_level("INFO")
     page = _signed_in(browser, cfg)
+    [signed_in] = _audit(caplog, "audit: configure sign-in")
+    assert (signed_in.configuration_id, signed_in.access) == (cfg, "installer")
     # The first press only asks, and says what happens to the old values.
     confirm = browser.post_configure(cfg, {"action": "rotate", "csrf": _csrf(page.text)})
     assert confirm.status_code == 200
@@ -779,6 +792,8 @@ def test_rotate_secrets_changes_the_value_in_every_project(e2e: Any, browsers: A
     assert all(len(after[name]) == 2 for name in team_projects)  # sensitive + development
     secret = e2e.services().store.get_secrets(cfg)["api_key"]
     assert new == {secret}
+    [line] = _audit(caplog, "audit: secrets rotated")
+    assert (line.event, line.configuration_id, line.outcome) == ("rotation", cfg, "done")
     shown = browser.client.get(done.headers["location"]).text
     assert "Secrets rotated" in shown
     assert secret not in shown
