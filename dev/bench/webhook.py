@@ -67,6 +67,9 @@ def _env(kv_url: str, api_url: str = "http://127.0.0.1:9", redirect: str = "") -
         "VERCEL_API_URL": api_url,
         "VERCEL_DASHBOARD_URL": api_url,
         "INTEGRATION_SPEC_PATH": str(ROOT / "integration.toml"),
+        # The functions set this level when they build their services: one JSON line per
+        # request would bury the table (and cost time).
+        "LOG_LEVEL": "WARNING",
     }
     if redirect:
         env["VERCEL_REDIRECT_URI"] = redirect
