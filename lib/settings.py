@@ -82,6 +82,10 @@ class Settings(BaseModel):
 
     client_id: str
     client_secret: str = Field(repr=False)
+    # During a client-secret rotation in the Integration Console, the old secret may still
+    # sign webhooks (whether Vercel signs with both is unknown: vercel-reality.md C1).
+    # Accepted for webhook verification only; the code exchange uses `client_secret`.
+    client_secret_previous: str | None = Field(default=None, repr=False)
     encryption_key: EncryptionKey
     old_encryption_keys: tuple[EncryptionKey, ...] = ()
     kv: KVConfig
@@ -100,6 +104,14 @@ class Settings(BaseModel):
     signin: SigninConfig | None = None
     # The Sign in with Vercel variables still to set when `signin` is None.
     signin_missing: tuple[str, ...] = SIGNIN_VARIABLES
+
+    @property
+    def webhook_secrets(self) -> tuple[str, ...]:
+        """The secrets a webhook signature is checked against: the current, then the
+        previous one while a rotation is under way."""
+        if self.client_secret_previous:
+            return (self.client_secret, self.client_secret_previous)
+        return (self.client_secret,)
 
     def require(self, field: str) -> str:
         """The value of an optional setting an endpoint cannot work without."""
@@ -258,6 +270,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     client_id = required("VERCEL_CLIENT_ID")
     client_secret = required("VERCEL_CLIENT_SECRET")
+    previous_secret = env.get("VERCEL_CLIENT_SECRET_PREVIOUS", "").strip() or None
+    if previous_secret == client_secret:
+        previous_secret = None  # not rotating after all
     raw_key = required("TOKEN_ENCRYPTION_KEY")
     key: EncryptionKey | None = None
     old_keys: list[EncryptionKey] = []
@@ -296,11 +311,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if problems or key is None or kv is None:
         raise SettingsError(problems)
 
-    for secret in (client_secret, kv.token, optional["cron_secret"], optional["admin_token"]):
+    for secret in (
+        client_secret,
+        previous_secret,
+        kv.token,
+        optional["cron_secret"],
+        optional["admin_token"],
+    ):
         register_secret(secret)
     return Settings(
         client_id=client_id,
         client_secret=client_secret,
+        client_secret_previous=previous_secret,
         encryption_key=key,
         old_encryption_keys=tuple(old_keys),
         kv=kv,

@@ -133,7 +133,10 @@ def receive(body: bytes, signature: str | None, services: Services, deadline: De
     """Handle one delivery. Never raises for bad input; KV trouble answers 503."""
     if not signature:
         return Reply(401, {"error": "unauthorized"})
-    if not verify_hmac_sha1(services.settings.client_secret, body, signature):
+    # Every secret is checked (no early exit), each in constant time: the old one too
+    # while a client-secret rotation is under way (VERCEL_CLIENT_SECRET_PREVIOUS).
+    checks = [verify_hmac_sha1(s, body, signature) for s in services.settings.webhook_secrets]
+    if not any(checks):
         return Reply(403, {"error": "forbidden"})
     try:
         envelope = Envelope.model_validate(json.loads(body))

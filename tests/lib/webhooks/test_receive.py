@@ -49,6 +49,11 @@ class Recorder:
 @dataclass
 class _Settings:
     client_secret: str = SECRET
+    client_secret_previous: str | None = None
+
+    @property
+    def webhook_secrets(self) -> tuple[str, ...]:
+        return tuple(filter(None, (self.client_secret, self.client_secret_previous))) or ("",)
 
 
 @pytest.fixture
@@ -377,3 +382,15 @@ def test_an_installation_removed_mid_handler_is_swept(
         assert store.kv.call("KEYS", "w:projects:*") == []
         assert store.kv.call("KEYS", "w:inst:*") == []
         assert store.pending() == []
+
+
+def test_during_a_rotation_both_secrets_verify_and_no_other(
+    store: Store, handler: Recorder
+) -> None:
+    """VERCEL_CLIENT_SECRET_PREVIOUS (issue 12): the old secret verifies too, for webhooks."""
+    rotating = _Settings(client_secret=SECRET, client_secret_previous="old-secret-xyz")
+    services = cast(Services, _Services(rotating, store))
+    body = b'{"id": "evt_r", "type": "nothing.we.handle", "payload": {}}'
+    for secret, status in ((SECRET, 200), ("old-secret-xyz", 200), ("another-one", 403)):
+        reply = receive(body, hmac_sha1_hex(secret, body), services, Deadline(5))
+        assert reply.status == status, secret
