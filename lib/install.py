@@ -41,7 +41,7 @@ import json
 import re
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -95,6 +95,9 @@ _PATTERNS = {
     "state": re.compile(r"[A-Za-z0-9_-]{16,128}"),
 }
 _NONCE = re.compile(r"[A-Za-z0-9_-]{32,64}")
+# The claim key of a code whose link named no configuration (never a real id: Vercel's
+# ids are `icfg_` and alphanumerics only).
+_UNNAMED = "icfg_-unnamed"
 # Vercel's dashboard also answers on www (https://www.vercel.com): a `next` there is
 # Vercel's own, whatever the dashboard URL setting says.
 _VERCEL_WWW = "https://www.vercel.com"
@@ -122,7 +125,9 @@ class InstallError(Exception):
 @dataclass(frozen=True)
 class CallbackParams:
     code: str
-    configuration_id: str
+    # None only when the link carried no `configurationId` but a state (ours, checked
+    # before the exchange): the token's `installation_id` names the installation then.
+    configuration_id: str | None
     team_id: str | None
     next: str | None  # already checked: None unless it points at the dashboard
     source: str | None
@@ -235,15 +240,17 @@ def parse_callback(query: dict[str, list[str]], settings: Settings) -> CallbackP
         if "code" not in query and any(query.get("error", [])):
             raise _cancelled(query)
         code = one("code", required=True)
-        cfg = one("configurationId", required=True)
+        state = one("state")
+        # Vercel documents `configurationId` on the Redirect URL; should it ever be
+        # missing, a link that carries our state is completed on the token's word
+        # (vercel-reality.md A2). Without a state there is nothing to vouch for it.
+        cfg = one("configurationId", required=state is None)
         team_id = one("teamId")
         source = one("source")
-        state = one("state")
     except InstallError as exc:
         exc.next = following
         raise
     assert code is not None
-    assert cfg is not None
     return CallbackParams(
         code=code,
         configuration_id=cfg,
@@ -303,7 +310,11 @@ def complete_install(
     transport: Any = None,
 ) -> CallbackOutcome:
     """Exchange the code and store the installation."""
-    cfg = params.configuration_id
+    named = params.configuration_id
+    # A link without `configurationId` claims its code under a placeholder: the code
+    # and the state are what the claim protects, and the installation is read again
+    # once the token names it.
+    cfg = named or _UNNAMED
     redirect_uri = settings.require("redirect_uri")
     # Atomic, not merely pipelined: see `Store.claim_install`.
     claim = store.claim_install(params.code, cfg, params.state)
@@ -315,17 +326,27 @@ def complete_install(
         try:
             _await_peer(store, claim, deadline)
         except InstallError as exc:
-            exc.next = exc.next or params.next
-            raise
-        return CallbackOutcome(InstallResult(cfg, params.next, already_installed=True))
+            # Without a configuration id, any finished peer "mismatches" the placeholder.
+            if not (named is None and exc.kind == "mismatch"):
+                exc.next = exc.next or params.next
+                raise
+        return CallbackOutcome(InstallResult(named or "", params.next, already_installed=True))
 
     try:
-        existing = store.claimed_installation(claim)
+        existing = store.claimed_installation(claim) if named else None
         state_payload = _check_state(claim.state, nonce) if params.state else None
         if claim.gone:
             raise _removed()  # uninstalled: never spend the code on it
         exchange_deadline = deadline.within(settings.vercel_timeout_s)
         token = _exchange(params, settings, redirect_uri, existing, exchange_deadline, transport)
+        if token is not None and named is None:
+            log.info(
+                "callback without configurationId: the token's installation is used",
+                extra={"configuration_id": token.installation_id},
+            )
+            cfg = token.installation_id
+            params = replace(params, configuration_id=cfg)
+            existing = store.get_installation(cfg)
         if token is None:
             # The code was used before we kept a record of it (or that record expired),
             # and the installation exists: the install worked. Nothing is written.
@@ -428,14 +449,17 @@ def _exchange(
             extra={"configuration_id": params.configuration_id},
         )
     team_differs = params.team_id is not None and token.team_id != params.team_id
-    if token.installation_id != params.configuration_id or team_differs:
+    named_differs = (
+        params.configuration_id is not None and token.installation_id != params.configuration_id
+    )
+    if named_differs or team_differs:
         # Vercel spent the code on a token for another configuration or team than the
         # link names: a forged or mangled link. The token is dropped unused.
         log.warning(
             "token does not match the callback",
             extra={
                 "configuration_id": params.configuration_id,
-                "installation_matches": token.installation_id == params.configuration_id,
+                "installation_matches": not named_differs,
                 "team_matches": not team_differs,
             },
         )
@@ -539,7 +563,7 @@ def _installation(
         selection = existing.project_selection if existing else None
         project_ids = existing.project_ids if existing else []
     return Installation(
-        configuration_id=params.configuration_id,
+        configuration_id=token.installation_id,
         owner_id=token.team_id or token.user_id,
         team_id=token.team_id,
         user_id=token.user_id,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 
@@ -120,3 +120,39 @@ def test_cancelled_install_is_a_friendly_page_with_no_write_and_no_call(
     assert kv_dump(e2e) == before
     assert e2e.emulator.call_counts()["routes"] == {}
     assert exchanged_ok(e2e) == 0
+
+
+def _started_here(e2e: Any, browser: Browser) -> str:
+    """An install begun on our site (/install): the link then carries our state."""
+    started = browser.get(f"{e2e.dev_url}/install")
+    assert started.status_code in (302, 303), started.text[:300]
+    return str(started.headers["location"])
+
+
+def test_without_configuration_id_our_state_lets_the_token_name_it(
+    e2e: Any, browser: Browser, variants: Any
+) -> None:
+    variants.configure(callback_omit_configuration_id=True)
+    w = world(e2e)
+    cfg = e2e.emulator.install(w.team)["configurationId"]
+    minted = e2e.emulator.mint_code(cfg)
+    assert "configurationId=" not in minted["redirectUrl"]
+    # Without our state nothing vouches for the link: refused, nothing stored.
+    before = kv_dump(e2e)
+    refused = browser.get(minted["redirectUrl"])
+    assert "configurationId" in is_page(refused, 400)
+    assert kv_dump(e2e) == before
+    # With the state of an install begun here, the token names the installation.
+    vercel_page = _started_here(e2e, browser)
+    state = dict(parse_qsl(urlsplit(vercel_page).query))["state"]
+    minted = e2e.emulator.mint_code(cfg)
+    done = browser.get(with_query(minted["redirectUrl"], state=state))
+    assert done.status_code == 302, done.text[:300]
+    assert done.headers["location"] == minted["next"]
+    (inst,) = [i for i in installations(e2e) if i.configuration_id == cfg]
+    assert inst.team_id == w.team
+    # The same link again (a refresh): answered as done, no second exchange.
+    exchanged = exchanged_ok(e2e)
+    again = browser.get(with_query(minted["redirectUrl"], state=state))
+    assert again.status_code in (200, 302), again.text[:300]
+    assert exchanged_ok(e2e) == exchanged
