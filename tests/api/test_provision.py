@@ -88,7 +88,7 @@ def test_resync_one_answers_a_summary_per_project_and_a_rerun_writes_nothing(
     for project in inst["projects"]:
         assert set(project) >= {"created", "updated", "deleted", "unchanged", "conflicts", "errors"}
         assert (project["created"], project["updated"], project["deleted"]) == ([], [], 0)
-        assert project["unchanged"] == 4
+        assert project["unchanged"] == 5  # development is split off API_KEY and DASHBOARD_URL
         assert project["complete"]
     assert writes(e2e) == {}
     # KV: the installation read, then the reconcile's reads: one load pipeline (the token is
@@ -119,7 +119,7 @@ def test_user_var_is_reported_in_the_summary_and_drift_never_clobbered(
     ]
     # preview and development still got ours
     mine = [e for e in ours(e2e, cfg)["web"] if e["key"] == "ACME_DASHBOARD_URL"]
-    assert [sorted(e["target"]) for e in mine] == [["development", "preview"]]
+    assert sorted(sorted(e["target"]) for e in mine) == [["development"], ["preview"]]
     response = client.get("/provision", params={"configurationId": cfg}, headers=ADMIN)
     assert response.status_code == 200
     rows = {r["name"]: r for r in response.json()["drift"]["projects"]}
@@ -158,7 +158,7 @@ def test_status_and_drift_show_keys_and_targets_never_values(
     ]
     assert all(rows[n]["inSync"] for n in rows if n != "api")
     assert sorted(rows["web"]["ok"]) == sorted(
-        ["ACME_API_KEY", "ACME_API_KEY", *SHIPPED_KEYS - {"ACME_API_KEY"}]
+        ["ACME_API_KEY", "ACME_API_KEY", "ACME_DASHBOARD_URL", *SHIPPED_KEYS - {"ACME_API_KEY"}]
     )
     assert writes(e2e) == {}  # drift is a dry run
     # A resync repairs it; the summary says so without values either.
@@ -227,7 +227,7 @@ def test_sweep_resumes_pending_installations(e2e: E2E, client: httpx.Client) -> 
     [swept] = response.json()["swept"]
     assert (swept["configurationId"], swept["outcome"], swept["pending"]) == (cfg, "done", False)
     assert services.store.pending() == []
-    assert len(ours(e2e, cfg)["web"]) == 4
+    assert len(ours(e2e, cfg)["web"]) == 5
     # Nothing pending: the next sweep does nothing at all on Vercel.
     e2e.emulator.reset_calls()
     response = client.get("/provision", params={"sweep": "1"}, headers=CRON)
