@@ -4,6 +4,7 @@ Vercel (`error` instead of `code`)."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -117,6 +118,10 @@ def test_cancelled_install_is_a_friendly_page_with_no_write_and_no_call(
     text = is_page(response, 400)
     assert "cancelled on Vercel" in text
     assert "<b>the</b>" not in text  # the description is never echoed
+    assert "The install was cancelled" in text
+    # The way back: Vercel's `next`, so its install popup can close.
+    assert 'href="' + html.escape(minted["next"]) + '"' in text
+    assert "Back to Vercel" in text
     assert kv_dump(e2e) == before
     assert e2e.emulator.call_counts()["routes"] == {}
     assert exchanged_ok(e2e) == 0

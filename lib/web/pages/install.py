@@ -20,6 +20,8 @@ _TITLES = {
     "unavailable": "The install can't be completed right now",
     "in_progress": "Your install is still being completed",
     "interrupted": "Your install was interrupted",
+    "cancelled": "The install was cancelled",
+    "removed": "This installation was removed",
 }
 
 _ADVICE = {
@@ -36,6 +38,10 @@ _ADVICE = {
     "in_progress": "Reload this page in a few seconds.",
     "interrupted": "Reload this page to try again. If that does not work, start the "
     "install again from Vercel.",
+    "cancelled": "Nothing was installed and nothing was stored. You can install it again "
+    "from Vercel whenever you like.",
+    "removed": "It was uninstalled on Vercel, so nothing more was stored. Install the "
+    "integration again from Vercel to start over.",
 }
 
 
@@ -58,6 +64,9 @@ def _restart_link(kind: str, settings: Settings | None) -> list[Link]:
 
 def error_page(error: InstallError, settings: Settings | None) -> Response:
     actions = [] if error.kind == "in_progress" else _restart_link(error.kind, settings)
+    if error.next:
+        # Vercel's install popup waits for its `next`: going there lets it close.
+        actions = [(error.next, "Back to Vercel"), *actions]
     body = page(
         _TITLES.get(error.kind, "The install could not be completed"),
         error.message,
