@@ -124,7 +124,7 @@ def browser() -> Iterator[Any]:
 def _consent_url(stack: Stack) -> str:
     query = (
         f"client_id={stack.config.app_client_id}"
-        "&redirect_uri=http%3A%2F%2F127.0.0.1%3A3000%2Fauth%2Fcallback&response_type=code"
+        "&redirect_uri=http%3A%2F%2F127.0.0.1%3A3000%2Fconfigure&response_type=code"
         "&scope=openid+email+profile&state=s&nonce=n&code_challenge_method=S256"
         "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
     )
