@@ -162,8 +162,10 @@ def test_an_uninstall_makes_queued_work_a_no_op(e2e: E2E, queue: LocalQueue) -> 
     time.sleep(1.0)
     e2e.emulator.delete_configuration(cfg, sync=True)  # the webhook deletes our records
     assert services.store.get_installation(cfg) is None
-    left = {p: ours(e2e, cfg, p) for p in ids}
     _drain(queue, 60)  # the hop that was running ends; the chain does not go on
+    # Measured once that hop is over: under load its last calls may still land after the
+    # uninstall (Vercel refuses them; the uninstall races are proven in tests/invariants).
+    left = {p: ours(e2e, cfg, p) for p in ids}
     # A message queued before the uninstall arrives after it: nothing is called at all.
     calls = int(e2e.emulator.call_counts()["total"])
     publish(Message(cfg, generation=2), mac_key(services.store.keyring), delay=0)
