@@ -61,7 +61,7 @@ def _handle(request: Request) -> Response:
         return error_page(exc, services.settings)
     except KVError as exc:
         log.warning("storage unavailable", extra={"error": type(exc).__name__})
-        err = InstallError(503, "unavailable", "Our storage is not answering.")
+        err = InstallError(503, "storage", "Our storage is not answering.")
         return error_page(err, services.settings)
     except (SettingsError, StoreError) as exc:
         log.error("install failed on our side", extra={"problem": str(exc)})

@@ -935,7 +935,13 @@ def test_storage_failing_after_the_exchange_leaves_nothing(
 
     monkeypatch.setattr(kv, "call", closing_fails)
     before = kv_dump(e2e)
-    assert "storage" in is_page(browser.get(callback_url), 503)
+    page = is_page(browser.get(callback_url), 503)
+    assert "storage" in page
+    # Honest: the code is spent, so the page sends the person back through Vercel (which
+    # issues a fresh code) and never claims that nothing was lost.
+    assert "could not be saved" in page
+    assert "start the install again from Vercel" in page
+    assert "Nothing was lost" not in page
     assert len(calls) == 1
     assert exchanged_ok(e2e) == 1
     assert kv_dump(e2e) == before

@@ -22,6 +22,7 @@ _TITLES = {
     "interrupted": "Your install was interrupted",
     "cancelled": "The install was cancelled",
     "removed": "This installation was removed",
+    "storage": "Your install could not be saved",
 }
 
 _ADVICE = {
@@ -42,6 +43,12 @@ _ADVICE = {
     "from Vercel whenever you like.",
     "removed": "It was uninstalled on Vercel, so nothing more was stored. Install the "
     "integration again from Vercel to start over.",
+    # Said plainly: the code may already be spent, so a reload may not finish the install,
+    # but starting again from Vercel always does (Vercel issues a fresh code for the same
+    # configuration).
+    "storage": "Vercel may already list the integration as installed, but we could not "
+    "save it. Wait a minute, then start the install again from Vercel: that finishes it. "
+    "Your projects were not changed.",
 }
 
 
