@@ -14,6 +14,7 @@ import logging
 import re
 import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,28 +35,64 @@ _SECRET_PATTERNS = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
 _SEALED = re.compile(r"\bv1\.[A-Za-z0-9_-]{1,32}\.[A-Za-z0-9_-]{24,}")
 
 _lock = threading.Lock()
-_secrets: set[str] = set()
+# Process-wide secrets (the client secret, admin tokens) stay registered for good. Secrets
+# of installations (tokens, generated values) are many over a warm instance's life, so
+# only the most recently used are kept: a request re-registers what it opens, which keeps
+# its own secrets in the window for as long as it logs.
+_MAX_RECENT = 256
+_permanent: set[str] = set()
+_recent: OrderedDict[str, None] = OrderedDict()
 _secret_re: re.Pattern[str] | None = None
+_stale = False  # the pattern is rebuilt once, at the next redact, not on every register
 
 
-def register_secret(value: str | bytes | None) -> None:
-    """Mask `value` in every log line written from now on (process-wide)."""
-    global _secret_re
+def register_secret(value: str | bytes | None, *, permanent: bool = False) -> None:
+    """Mask `value` in every log line written from now on (process-wide).
+
+    `permanent` for configuration secrets; others stay masked while recently used (the
+    last 256), so memory stays bounded however many installations a process serves.
+    """
+    global _stale
     if value is None:
         return
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    if len(text) < _MIN_SECRET_LEN or text in _secrets:
+    if len(text) < _MIN_SECRET_LEN:
         return
     with _lock:
-        _secrets.add(text)
-        # Longest first, so a secret that contains another is masked whole.
-        alternatives = sorted(_secrets, key=len, reverse=True)
-        _secret_re = re.compile("|".join(re.escape(s) for s in alternatives))
+        if text in _permanent:
+            return
+        if permanent:
+            _recent.pop(text, None)
+            _permanent.add(text)
+            _stale = True
+        elif text in _recent:
+            _recent.move_to_end(text)
+        else:
+            _recent[text] = None
+            if len(_recent) > _MAX_RECENT:
+                _recent.popitem(last=False)
+            _stale = True
+
+
+def _pattern() -> re.Pattern[str] | None:
+    global _secret_re, _stale
+    if _stale:
+        with _lock:
+            if _stale:
+                # Longest first, so a secret that contains another is masked whole.
+                alternatives = sorted((*_permanent, *_recent), key=len, reverse=True)
+                _secret_re = (
+                    re.compile("|".join(re.escape(s) for s in alternatives))
+                    if alternatives
+                    else None
+                )
+                _stale = False
+    return _secret_re
 
 
 def redact(text: str) -> str:
     """Mask every registered secret and bearer credential in `text`."""
-    pattern = _secret_re
+    pattern = _pattern()
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
     text = _SEALED.sub(REDACTED, text)

@@ -228,7 +228,7 @@ def _signin(
     if missing:
         return None, missing
     redirect = _check_url(values["VERCEL_APP_REDIRECT_URI"], "VERCEL_APP_REDIRECT_URI", problems)
-    register_secret(values["VERCEL_APP_CLIENT_SECRET"])
+    register_secret(values["VERCEL_APP_CLIENT_SECRET"], permanent=True)
     return (
         SigninConfig(
             client_id=values["VERCEL_APP_CLIENT_ID"],
@@ -318,7 +318,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         optional["cron_secret"],
         optional["admin_token"],
     ):
-        register_secret(secret)
+        register_secret(secret, permanent=True)
     return Settings(
         client_id=client_id,
         client_secret=client_secret,

@@ -3,6 +3,7 @@ import logging
 
 import pytest
 
+from lib import log
 from lib.log import REDACTED, JsonFormatter, redact, register_secret
 
 
@@ -84,3 +85,20 @@ def test_set_level_applies_log_level(capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     assert "quiet-info-line" not in out
     assert "loud-warning-line" in out
+
+
+def test_installation_secrets_are_bounded_and_configuration_secrets_stay() -> None:
+    # A warm instance serving thousands of installations keeps a bounded set: the oldest
+    # installation secrets leave, configuration secrets never do, and recent use renews.
+    register_secret("configuration-secret-that-stays", permanent=True)
+    register_secret("token-used-first-and-again")
+    for n in range(log._MAX_RECENT + 50):
+        register_secret(f"installation-token-{n:06d}")
+        if n % 100 == 0:
+            register_secret("token-used-first-and-again")  # its request is still logging
+    assert len(log._recent) == log._MAX_RECENT
+    assert redact("configuration-secret-that-stays") == REDACTED
+    assert redact("token-used-first-and-again") == REDACTED
+    newest = f"installation-token-{log._MAX_RECENT + 49:06d}"
+    assert redact(newest) == REDACTED
+    assert redact("installation-token-000000") == "installation-token-000000"
