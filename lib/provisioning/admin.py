@@ -15,7 +15,6 @@ from lib.provisioning.reconcile import Provisioner
 from lib.provisioning.reports import (
     ChangedVar,
     Drift,
-    HeldVar,
     InstallationReport,
     MissingVar,
     ProjectDrift,
@@ -99,23 +98,19 @@ def drift(provisioner: Provisioner, installation: Installation, deadline: Deadli
             project.id,
             project.name,
             in_sync=p.writes == 0,
-            ok=sorted(_key(s) for s in p.unchanged),
+            ok=sorted(s.key for s in p.unchanged),
             missing=[MissingVar(s.key, s.target) for _, s in p.creates],
             changed=[
                 ChangedVar(
-                    _key(u.slot),
+                    u.slot.key,
                     sorted(u.patch.model_fields_set - {"value"})
                     + (["value"] if "value" in u.patch.model_fields_set else []),
                 )
                 for u in p.updates
             ],
             extra=len([d for d in p.deletes if d not in clashing]),
-            conflicts=[HeldVar(c.key, list(c.targets), c.owner) for c in p.clashes],
+            conflicts=list(p.clashes),
         )
 
     rows = fan_out(one, projects, _DRIFT_CONCURRENCY)
     return Drift(projects=rows, in_sync=all(r.in_sync for r in rows))
-
-
-def _key(slot: str) -> str:
-    return slot.split("|", 1)[0]

@@ -34,35 +34,23 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from lib.log import get_logger
-from lib.provisioning.spec import DesiredVar
+from lib.provisioning.reports import Clash
+from lib.provisioning.spec import DesiredVar, Slot
 from lib.vercel.models import EnvPatch, EnvSpec, EnvVar
 
 log = get_logger("provisioning")
 _CUSTOM = "custom:"
 
-__all__ = ["Clash", "Plan", "Update", "fingerprint", "plan", "planned_targets", "promoted"]
+__all__ = ["Plan", "Update", "fingerprint", "plan", "planned_targets", "promoted"]
 
 
 @dataclass(frozen=True)
 class Update:
     env_id: str
-    slot: str
+    slot: Slot
     patch: EnvPatch
     # The var as listed: the client leaves `key` out of a PATCH of a sensitive var.
     current: EnvVar | None = None
-
-
-@dataclass(frozen=True)
-class Clash:
-    """A var we did not create holds a key/target we want: reported, never overwritten."""
-
-    key: str
-    targets: tuple[str, ...]
-    git_branch: str | None
-    # "user", another integration's configuration id, or "hidden" (a var the list does not
-    # show us: the user's, under the least-privilege scope, or one Vercel hides).
-    owner: str
-    env_id: str | None = None
 
 
 @dataclass
@@ -71,21 +59,21 @@ class Plan:
 
     deletes: list[str] = field(default_factory=list)  # env ids (ours, or adopted)
     updates: list[Update] = field(default_factory=list)
-    creates: list[tuple[str, EnvSpec]] = field(default_factory=list)  # (slot, spec)
-    unchanged: list[str] = field(default_factory=list)  # slots
+    creates: list[tuple[Slot, EnvSpec]] = field(default_factory=list)
+    unchanged: list[Slot] = field(default_factory=list)
     clashes: list[Clash] = field(default_factory=list)
     adopted: list[str] = field(default_factory=list)  # keys taken over (on_conflict=adopt)
     # slot -> env id of a matched var that needs no create (unchanged or updated).
-    matched: dict[str, str] = field(default_factory=dict)
+    matched: dict[Slot, str] = field(default_factory=dict)
     # slot -> the type the spec asks for: recorded with what we write (`t`).
-    types: dict[str, str] = field(default_factory=dict)
+    types: dict[Slot, str] = field(default_factory=dict)
 
     @property
     def writes(self) -> int:
         return len(self.deletes) + len(self.updates) + (1 if self.creates else 0)
 
 
-def fingerprint(key: bytes, configuration_id: str, slot: str, value: str) -> str:
+def fingerprint(key: bytes, configuration_id: str, slot: Slot, value: str) -> str:
     """A keyed digest of a value we wrote, to detect change without storing the value."""
     message = f"{configuration_id}\x00{slot}\x00{value}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
@@ -139,9 +127,9 @@ def plan(
     actual: Iterable[EnvVar],
     *,
     configuration_id: str,
-    recorded: Mapping[str, Mapping[str, str]],
-    fingerprint_of: Mapping[str, str],
-    hidden: Mapping[str, Collection[str]] | None = None,
+    recorded: Mapping[Slot, Mapping[str, str]],
+    fingerprint_of: Mapping[Slot, str],
+    hidden: Mapping[Slot, Collection[str]] | None = None,
 ) -> Plan:
     """Plan one project. `recorded` is slot -> {"id", "fp"} from our last write;
     `fingerprint_of` is slot -> fingerprint of the desired value now; `hidden` is

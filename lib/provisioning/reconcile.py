@@ -29,9 +29,10 @@ from lib.kv.records import Installation, ProjectRecord
 from lib.kv.store import Gone, Store
 from lib.log import get_logger
 from lib.provisioning.fanout import fan_out
-from lib.provisioning.plan import Clash, Plan, fingerprint, plan, planned_targets
-from lib.provisioning.reports import InstallationReport, Outcome, ProjectReport
-from lib.provisioning.spec import DesiredVar, Spec, TemplateContext
+from lib.provisioning.history import note_synced
+from lib.provisioning.plan import Plan, fingerprint, plan, planned_targets
+from lib.provisioning.reports import Clash, InstallationReport, Outcome, ProjectReport
+from lib.provisioning.spec import DesiredVar, Slot, Spec, TemplateContext
 from lib.vercel.client import VercelClient
 from lib.vercel.errors import (
     ConfigurationDisabled,
@@ -260,6 +261,7 @@ class Provisioner:
             return
         if was_pending:  # read first: a no-op run writes nothing
             self.store.clear_pending(cfg)
+        note_synced(self.store, report)  # only a run that wrote: a no-op stays write-free
         log.info(
             "reconciled installation",
             extra={
@@ -307,11 +309,11 @@ class Provisioner:
             return report
         except VercelError as exc:
             return self._project_failed(client, inst, project, report, exc)
-        written = {slot: dict(entry) for slot, entry in (record.env if record else {}).items()}
+        written = _written(record)
         now = self._clock()
         hidden = _Hidden.load(written, desired, now, as_of=math.inf if recheck_conflicts else now)
         try:
-            unexplained: dict[str, set[str]] = {}
+            unexplained: dict[Slot, set[str]] = {}
             for _ in range(_MAX_ROUNDS):
                 actual = client.list_env(project.id).envs
                 current = plan(
@@ -339,12 +341,7 @@ class Provisioner:
                 # run does not try again (and again) before the recheck is due.
                 hidden.learn(unexplained)
                 report.conflicts += [
-                    {
-                        "key": _key_of(s),
-                        "targets": sorted(t),
-                        "gitBranch": s.split("|")[1] or None,
-                        "owner": "hidden",
-                    }
+                    Clash(s.key, tuple(sorted(t)), s.git_branch, "hidden")
                     for s, t in unexplained.items()
                     if t
                 ]
@@ -423,7 +420,7 @@ class Provisioner:
     ) -> Plan:
         """What a reconcile of this project would do now (drift), writing nothing."""
         desired, fps = self._desired(inst, project, secrets, client, [])
-        written = record.env if record else {}
+        written = _written(record)
         hidden = _Hidden.load(written, desired, self._clock(), as_of=-math.inf)
         return plan(
             desired,
@@ -441,7 +438,7 @@ class Provisioner:
         secrets: dict[str, str],
         client: VercelClient,
         notes: list[str],
-    ) -> tuple[list[DesiredVar], dict[str, str]]:
+    ) -> tuple[list[DesiredVar], dict[Slot, str]]:
         """The records the spec wants on this project, and their value fingerprints.
 
         Custom environments the spec names are resolved to this project's ids with one
@@ -467,14 +464,14 @@ class Provisioner:
         client: VercelClient,
         project_id: str,
         p: Plan,
-        fps: dict[str, str],
-        written: dict[str, dict[str, str]],
+        fps: dict[Slot, str],
+        written: dict[Slot, dict[str, str]],
         report: ProjectReport,
-    ) -> dict[str, set[str]]:
+    ) -> dict[Slot, set[str]]:
         """Apply one plan: deletes, PATCHes, then one batched create. Returns the slots
         whose write needs a fresh list to be understood, with the targets the write found
         taken (none when the var to PATCH was gone)."""
-        report.conflicts = [_clash(c) for c in p.clashes]
+        report.conflicts = list(p.clashes)
         report.adopted = sorted(set(report.adopted) | set(p.adopted))
         report.unchanged = len(p.unchanged)
         report.errors = []  # this round's verdict replaces the last one's
@@ -490,7 +487,7 @@ class Provisioner:
                     entry.pop("id", None)
                     entry.pop("fp", None)
                     entry.pop("t", None)
-        conflicts: dict[str, set[str]] = {}
+        conflicts: dict[Slot, set[str]] = {}
         for update in p.updates:
             report.writes += 1
             try:
@@ -503,7 +500,7 @@ class Provisioner:
                 conflicts.setdefault(update.slot, set())
                 continue
             _wrote(written, update.slot, update.env_id, fps[update.slot], p.types[update.slot])
-            report.updated.append(_key_of(update.slot))
+            report.updated.append(update.slot.key)
         if p.creates:
             conflicts.update(self._create(client, project_id, p, fps, written, report))
         return conflicts
@@ -513,10 +510,10 @@ class Provisioner:
         client: VercelClient,
         project_id: str,
         p: Plan,
-        fps: dict[str, str],
-        written: dict[str, dict[str, str]],
+        fps: dict[Slot, str],
+        written: dict[Slot, dict[str, str]],
         report: ProjectReport,
-    ) -> dict[str, set[str]]:
+    ) -> dict[Slot, set[str]]:
         """The plan's creates in one call; partial success is taken item by item."""
         report.writes += 1
         try:
@@ -525,7 +522,7 @@ class Provisioner:
             error = {"code": exc.code, "key": exc.key, "target": exc.target}
             error["gitBranch"] = exc.git_branch
             result = EnvCreateResult.model_validate({"failed": [{"error": error}]})
-        left: list[tuple[str, EnvSpec]] = []
+        left: list[tuple[Slot, EnvSpec]] = []
         for slot, spec in p.creates:
             var = _find_created(result.created, spec)
             if var is not None and var.id:
@@ -533,8 +530,8 @@ class Provisioner:
                 report.created.append(spec.key)
             else:
                 left.append((slot, spec))
-        conflicts: dict[str, set[str]] = {}
-        explained: set[str] = set()
+        conflicts: dict[Slot, set[str]] = {}
+        explained: set[Slot] = set()
         for failure in result.failed:
             hits = [
                 (slot, spec)
@@ -560,8 +557,8 @@ class Provisioner:
         self,
         cfg: str,
         project: Project,
-        written: dict[str, dict[str, str]],
-        fps: dict[str, str],
+        written: dict[Slot, dict[str, str]],
+        fps: dict[Slot, str],
         hidden: _Hidden,
         previous: ProjectRecord | None,
     ) -> None:
@@ -570,7 +567,7 @@ class Provisioner:
             entry = {k: v for k, v in written.get(slot, {}).items() if k in ("id", "fp", "t")}
             entry.update(hidden.entry(slot))
             if entry:
-                env[slot] = entry
+                env[str(slot)] = entry
         if previous is not None and previous.env == env and previous.name == project.name:
             return  # nothing new: a no-op resync writes nothing to the KV either
         self.store.put_project(
@@ -605,7 +602,7 @@ class _Hidden:
     removed their var), the next run tries the write again and learns afresh.
     """
 
-    def __init__(self, targets: dict[str, set[str]], seen: dict[str, str], now: float) -> None:
+    def __init__(self, targets: dict[Slot, set[str]], seen: dict[Slot, str], now: float) -> None:
         self.targets = targets
         self._seen = seen
         self._now = now
@@ -613,7 +610,7 @@ class _Hidden:
     @classmethod
     def load(
         cls,
-        written: Mapping[str, Mapping[str, str]],
+        written: Mapping[Slot, Mapping[str, str]],
         desired: Sequence[DesiredVar],
         now: float,
         *,
@@ -621,8 +618,8 @@ class _Hidden:
     ) -> _Hidden:
         """What the record says, keeping what is still fresh at `as_of`: learnt less than
         `HIDDEN_RECHECK_S` before it (infinity: nothing is, -infinity: everything is)."""
-        targets: dict[str, set[str]] = {}
-        seen: dict[str, str] = {}
+        targets: dict[Slot, set[str]] = {}
+        seen: dict[Slot, str] = {}
         for want in desired:
             entry = written.get(want.slot, {})
             held = set(filter(None, entry.get("hidden", "").split(","))) & planned_targets(want)
@@ -635,7 +632,7 @@ class _Hidden:
                 seen[want.slot] = entry["seen"]
         return cls(targets, seen, now)
 
-    def learn(self, found: Mapping[str, set[str]]) -> bool:
+    def learn(self, found: Mapping[Slot, set[str]]) -> bool:
         """Add what a conflict taught; True when it was news."""
         news = False
         for slot, targets in found.items():
@@ -645,7 +642,7 @@ class _Hidden:
                 news = True
         return news
 
-    def entry(self, slot: str) -> dict[str, str]:
+    def entry(self, slot: Slot) -> dict[str, str]:
         held = self.targets.get(slot)
         if not held:
             return {}
@@ -653,11 +650,11 @@ class _Hidden:
 
 
 def _unexplained(
-    p: Plan, actual: Sequence[EnvVar], conflicted: Mapping[str, set[str]]
-) -> dict[str, set[str]]:
+    p: Plan, actual: Sequence[EnvVar], conflicted: Mapping[Slot, set[str]]
+) -> dict[Slot, set[str]]:
     """Conflicted targets that a fresh plan still wants to write: no var we can see holds
     them, so a var hidden from us does."""
-    found: dict[str, set[str]] = {}
+    found: dict[Slot, set[str]] = {}
     for slot, spec in p.creates:
         taken = set(spec.target or ()) & conflicted.get(slot, set())
         if taken:
@@ -693,7 +690,9 @@ def _resolve_custom(
     return out
 
 
-def _wrote(written: dict[str, dict[str, str]], slot: str, env_id: str, fp: str, kind: str) -> None:
+def _wrote(
+    written: dict[Slot, dict[str, str]], slot: Slot, env_id: str, fp: str, kind: str
+) -> None:
     """Record a var as ours: its id, its value's fingerprint, and the type the spec asked
     for (`t`), which tells a var the server promoted to sensitive from one we made so."""
     entry = written.setdefault(slot, {})
@@ -702,17 +701,10 @@ def _wrote(written: dict[str, dict[str, str]], slot: str, env_id: str, fp: str, 
     entry["t"] = kind
 
 
-def _clash(clash: Clash) -> dict[str, Any]:
-    return {
-        "key": clash.key,
-        "targets": list(clash.targets),
-        "gitBranch": clash.git_branch,
-        "owner": clash.owner,
-    }
-
-
-def _key_of(slot: str) -> str:
-    return slot.split("|", 1)[0]
+def _written(record: ProjectRecord | None) -> dict[Slot, dict[str, str]]:
+    """What the project record says we wrote, per slot (a copy: the run updates it)."""
+    env = record.env if record else {}
+    return {Slot.parse(slot): dict(entry) for slot, entry in env.items()}
 
 
 def _find_created(created: list[EnvVar], spec: EnvSpec) -> EnvVar | None:

@@ -13,8 +13,8 @@ from lib.kv.records import Installation
 
 __all__ = [
     "ChangedVar",
+    "Clash",
     "Drift",
-    "HeldVar",
     "InstallationReport",
     "MissingVar",
     "Outcome",
@@ -25,6 +25,29 @@ __all__ = [
 ]
 
 Outcome = Literal["done", "partial", "paused", "broken", "blocked", "unknown"]
+
+
+@dataclass(frozen=True)
+class Clash:
+    """A var we did not create holds a key/target we want: reported, never overwritten.
+    The one shape a plan, a reconcile report and a drift report all use."""
+
+    key: str
+    targets: tuple[str, ...]
+    git_branch: str | None
+    # "user", another integration's configuration id, or "hidden" (a var the list does not
+    # show us: the user's, under the least-privilege scope, or one Vercel hides).
+    owner: str
+    env_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        # No env id: it names a var that is not ours.
+        return {
+            "key": self.key,
+            "targets": list(self.targets),
+            "gitBranch": self.git_branch,
+            "owner": self.owner,
+        }
 
 
 @dataclass
@@ -38,7 +61,7 @@ class ProjectReport:
     deleted: int = 0
     unchanged: int = 0
     adopted: list[str] = field(default_factory=list)
-    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    conflicts: list[Clash] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     # Worth saying, not failures: e.g. a custom environment the spec names that this
     # project does not have, or a project no longer selected for the installation.
@@ -47,7 +70,7 @@ class ProjectReport:
     writes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "conflicts": [c.as_dict() for c in self.conflicts]}
 
 
 @dataclass
@@ -133,15 +156,6 @@ class ChangedVar:
 
 
 @dataclass(frozen=True)
-class HeldVar:
-    """A desired var whose key and targets someone else's var holds (left unchanged)."""
-
-    key: str
-    targets: list[str]
-    owner: str
-
-
-@dataclass(frozen=True)
 class ProjectDrift:
     """Desired against actual in one project, or why it could not be read (`error`)."""
 
@@ -153,7 +167,7 @@ class ProjectDrift:
     missing: list[MissingVar] = field(default_factory=list)
     changed: list[ChangedVar] = field(default_factory=list)
     extra: int = 0
-    conflicts: list[HeldVar] = field(default_factory=list)
+    conflicts: list[Clash] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         head: dict[str, Any] = {"projectId": self.project_id, "name": self.name}
@@ -166,9 +180,7 @@ class ProjectDrift:
             "missing": [{"key": m.key, "targets": m.targets} for m in self.missing],
             "changed": [{"key": c.key, "fields": c.fields} for c in self.changed],
             "extra": self.extra,
-            "conflicts": [
-                {"key": c.key, "targets": c.targets, "owner": c.owner} for c in self.conflicts
-            ],
+            "conflicts": [c.as_dict() for c in self.conflicts],
         }
 
 

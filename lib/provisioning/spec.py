@@ -31,6 +31,7 @@ import secrets as _secrets
 import threading
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -41,6 +42,7 @@ __all__ = [
     "DesiredVar",
     "EnvEntry",
     "SecretEntry",
+    "Slot",
     "Spec",
     "SpecError",
     "TemplateContext",
@@ -131,12 +133,35 @@ class TemplateContext(BaseModel):
         return self.team_id or self.user_id
 
 
+@dataclass(frozen=True, order=True)
+class Slot:
+    """The identity of one desired var across runs: its key, its git branch, and which
+    part of its entry it is (an entry split by Vercel's rules has two). Stored as
+    `key|branch|part`, the field name of the var's entry in the project record, so that
+    form is a compatibility contract (`str` writes it, `parse` reads it)."""
+
+    key: str
+    git_branch: str | None = None
+    part: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.key}|{self.git_branch or ''}|{self.part}"
+
+    @classmethod
+    def parse(cls, text: str) -> Slot:
+        # A key has no `|` (`_KEY`) and the part is a number, so the branch is what is
+        # between the first and the last `|`, whatever it holds.
+        key, _, rest = text.partition("|")
+        branch, _, part = rest.rpartition("|")
+        return cls(key, branch or None, int(part) if part.isdigit() else 0)
+
+
 class DesiredVar(BaseModel):
     """One env var record that should exist on a project, value rendered."""
 
     model_config = ConfigDict(frozen=True, defer_build=True)
 
-    slot: str  # stable identity of this record across runs: key|branch|part
+    slot: Slot
     key: str
     value: str = Field(repr=False)
     type: EnvType
@@ -186,7 +211,7 @@ class Spec(BaseModel):
                 continue
             out.append(
                 DesiredVar(
-                    slot=f"{entry.key}|{entry.git_branch or ''}|{n}",
+                    slot=Slot(entry.key, entry.git_branch, n),
                     key=entry.key,
                     value=value,
                     type=entry.type,

@@ -67,7 +67,7 @@ def test_drift_is_a_dry_run_and_shows_remembered_conflicts(e2e: E2E) -> None:
     assert report["inSync"] is True
     rows = {r["name"]: r for r in report["projects"]}
     assert rows["my-blog"]["conflicts"] == [
-        {"key": "PROJECT_REF", "targets": ["preview"], "owner": "hidden"}
+        {"key": "PROJECT_REF", "targets": ["preview"], "gitBranch": None, "owner": "hidden"}
     ]
     assert sorted(rows["portfolio"]["ok"]) == [
         "API_KEY", "API_KEY", "DASHBOARD_URL", "DASHBOARD_URL", "PROJECT_REF"

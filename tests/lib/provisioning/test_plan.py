@@ -1,9 +1,11 @@
+import hashlib
+import hmac
 import logging
 
 import pytest
 
 from lib.provisioning.plan import fingerprint, plan
-from lib.provisioning.spec import DesiredVar
+from lib.provisioning.spec import DesiredVar, Slot
 from lib.vercel.models import EnvVar
 
 CFG = "icfg_ours"
@@ -16,13 +18,13 @@ def want(
     *,
     type: str = "encrypted",
     targets=("production", "preview", "development"),
-    slot: str | None = None,
+    part: int = 0,
     branch: str | None = None,
     comment: str | None = None,
     on_conflict: str = "skip",
 ) -> DesiredVar:
     return DesiredVar(
-        slot=slot or f"{key}|{branch or ''}|0",
+        slot=Slot(key, branch, part),
         key=key,
         value=value,
         type=type,
@@ -192,15 +194,15 @@ def test_different_branch_is_not_a_clash() -> None:
 
 
 def test_split_sensitive_pair_matches_existing_pair() -> None:
-    prod = want("K", type="sensitive", targets=("production", "preview"), slot="K||0")
-    dev = want("K", type="encrypted", targets=("development",), slot="K||1")
+    prod = want("K", type="sensitive", targets=("production", "preview"), part=0)
+    dev = want("K", type="encrypted", targets=("development",), part=1)
     actual = [
         var("env_s", "K", type="sensitive", targets=("production", "preview")),
         var("env_d", "K", type="encrypted", targets=("development",)),
     ]
     recorded = {
-        "K||0": {"id": "env_s", "fp": fingerprint(FPK, CFG, "K||0", "v")},
-        "K||1": {"id": "env_d", "fp": fingerprint(FPK, CFG, "K||1", "v")},
+        prod.slot: {"id": "env_s", "fp": fingerprint(FPK, CFG, prod.slot, "v")},
+        dev.slot: {"id": "env_d", "fp": fingerprint(FPK, CFG, dev.slot, "v")},
     }
     p, _ = run([prod, dev], actual, recorded)
     assert p.writes == 0
@@ -208,8 +210,8 @@ def test_split_sensitive_pair_matches_existing_pair() -> None:
 
 def test_narrowing_targets_then_creating_the_rest_never_conflicts() -> None:
     # Was one encrypted var on all targets; spec now splits it (sensitive + dev).
-    prod = want("K", type="sensitive", targets=("production", "preview"), slot="K||0")
-    dev = want("K", type="encrypted", targets=("development",), slot="K||1")
+    prod = want("K", type="sensitive", targets=("production", "preview"), part=0)
+    dev = want("K", type="encrypted", targets=("development",), part=1)
     p, _ = run([prod, dev], [var("env_1", "K")])
     # The all-targets var is recreated as sensitive (type change), dev is created.
     assert p.deletes == ["env_1"]
@@ -403,3 +405,10 @@ def test_a_sensitive_var_we_wrote_so_is_downgraded_when_the_spec_says() -> None:
     p = run1([d], [var("e2", "A", targets=PP, type="sensitive")], recorded=recorded)
     assert p.writes == 0
     assert p.types == {d.slot: "encrypted"}
+
+
+def test_a_fingerprint_is_keyed_by_the_slot_as_stored_before_slots_were_typed() -> None:
+    # Stored fingerprints were computed over the slot's `key|branch|part` text: a change
+    # here would make every recorded value look changed and rewrite every var once.
+    old = hmac.new(FPK, b"icfg_ours\x00K|feat/x|1\x00v", hashlib.sha256).hexdigest()[:32]
+    assert fingerprint(FPK, CFG, Slot("K", "feat/x", 1), "v") == old

@@ -387,13 +387,13 @@ def test_user_var_with_same_key_is_never_clobbered_and_is_reported(
         ("DASHBOARD_URL", "mine", ["production"]),
     ]
     blog, folio = report_of(report, "my-blog"), report_of(report, "portfolio")
-    assert [(c["key"], c["targets"]) for c in blog.conflicts] == [("DASHBOARD_URL", ["production"])]
-    assert sorted((c["key"], tuple(sorted(c["targets"]))) for c in folio.conflicts) == [
+    assert [(c.key, list(c.targets)) for c in blog.conflicts] == [("DASHBOARD_URL", ["production"])]
+    assert sorted((c.key, tuple(sorted(c.targets))) for c in folio.conflicts) == [
         ("API_KEY", ("development",)),
         ("API_KEY", ("preview", "production")),
     ]
     owner = "user" if visible else "hidden"
-    assert {c["owner"] for c in blog.conflicts + folio.conflicts} == {owner}
+    assert {c.owner for c in blog.conflicts + folio.conflicts} == {owner}
     # The free targets still get our var: preview and development are not left out.
     mine = ours(e2e, inst)
     blog_mine = [s[:3] for s in mine["my-blog"]]
@@ -430,7 +430,7 @@ def test_hidden_var_is_learnt_from_the_conflict_and_free_targets_still_provision
     report = provisioner(e2e, spec, wire).reconcile(inst.configuration_id, Deadline(30))
     assert report.outcome == "done"
     notes = report_of(report, "notes-app")
-    assert notes.conflicts == [
+    assert [c.as_dict() for c in notes.conflicts] == [
         {"key": "DASHBOARD_URL", "targets": ["production"], "gitBranch": None, "owner": "hidden"}
     ]
     assert notes.complete
@@ -489,7 +489,7 @@ def test_target_set_mismatch_never_loops_on_env_conflict(e2e: E2E, kv_spy: KVSpy
     # One batched create per project; my-blog's conflicts once, one re-list explains it.
     assert statuses["POST /v10/projects/{idOrName}/env"] == {"201": 3}
     assert statuses["GET /v10/projects/{idOrName}/env"] == {"200": 3 + 1}
-    conflicts = [f for p in report.projects for f in p.conflicts]
+    conflicts = [f.as_dict() for p in report.projects for f in p.conflicts]
     assert conflicts == [
         {"key": "PROJECT_REF", "targets": ["preview", "production"], "gitBranch": None,
          "owner": "hidden"}
@@ -851,7 +851,7 @@ def test_every_documented_conflict_answer_is_understood(e2e: E2E, status: int, c
         report = provisioner(e2e, spec).reconcile(inst.configuration_id, Deadline(30))
         blog = report_of(report, "my-blog")
         assert (report.outcome, blog.errors) == ("done", [])
-        assert [(c["key"], c["targets"]) for c in blog.conflicts] == [
+        assert [(c.key, list(c.targets)) for c in blog.conflicts] == [
             ("DASHBOARD_URL", ["development"])
         ]
         e2e.emulator.reset_calls()

@@ -179,7 +179,7 @@ def test_an_array_create_that_fails_entirely_is_per_var_conflicts(
     blog = report_of(report, "my-blog")
     assert blog.errors == []
     assert blog.complete
-    assert blog.conflicts == [
+    assert [c.as_dict() for c in blog.conflicts] == [
         {"key": "SOLO", "targets": ["preview", "production"], "gitBranch": None, "owner": "hidden"}
     ]
     mine = ours(world, inst.configuration_id)

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from lib.provisioning.spec import SpecError, TemplateContext, load_spec, parse_spec
+from lib.provisioning.spec import Slot, SpecError, TemplateContext, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -54,7 +54,7 @@ def test_non_sensitive_with_development_is_split_keeping_its_type(kind: str) -> 
         (kind, ("preview",)),
         (kind, ("development",)),
     ]
-    slots = [d.slot for d in spec.desired(ctx())]
+    slots = [str(d.slot) for d in spec.desired(ctx())]
     assert slots == ["A||0", "A||1"]
 
 
@@ -208,3 +208,25 @@ def test_file_errors(tmp_path: Path) -> None:
     bad.write_text("[[env]\nkey=")
     with pytest.raises(SpecError, match="not valid TOML"):
         load_spec(bad)
+
+
+@pytest.mark.parametrize(
+    "stored", ["A||0", "A||1", "A|main|0", "A|feat/x|2", "A|odd|branch|3", "A|a b|10"]
+)
+def test_a_slot_reads_back_from_its_stored_form(stored: str) -> None:
+    # The stored form is the field name of a var's entry in the project record: records
+    # written by any earlier version must read back to the same slot.
+    slot = Slot.parse(stored)
+    assert str(slot) == stored
+    assert slot.key == "A"
+    assert slot.part == int(stored.rsplit("|", 1)[1])
+
+
+def test_branch_entries_get_their_own_slot() -> None:
+    spec = parse(
+        [
+            {"key": "A", "value": "x", "targets": ["preview"]},
+            {"key": "A", "value": "y", "targets": ["preview"], "git_branch": "main"},
+        ]
+    )
+    assert [d.slot for d in spec.desired(ctx())] == [Slot("A", None, 0), Slot("A", "main", 0)]

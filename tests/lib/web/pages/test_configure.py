@@ -1,7 +1,7 @@
 import re
 from typing import Any
 
-from lib.provisioning.reports import ChangedVar, Drift, HeldVar, MissingVar, ProjectDrift, Status
+from lib.provisioning.reports import ChangedVar, Clash, Drift, MissingVar, ProjectDrift, Status
 from lib.provisioning.spec import EnvEntry
 from lib.web.pages.configure import NOTICES, Facts, env_settings_url, render
 
@@ -54,7 +54,10 @@ def _drift(shown: dict[str, Any]) -> Drift:
             missing=[MissingVar(m["key"], m.get("targets")) for m in p["missing"]],
             changed=[ChangedVar(c["key"], c.get("fields") or []) for c in p["changed"]],
             extra=p["extra"],
-            conflicts=[HeldVar(c["key"], c["targets"], c["owner"]) for c in p["conflicts"]],
+            conflicts=[
+                Clash(c["key"], tuple(c["targets"]), c.get("gitBranch"), c["owner"])
+                for c in p["conflicts"]
+            ],
         )
 
     rows = [project(p) for p in shown["projects"]]
