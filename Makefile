@@ -62,12 +62,12 @@ pages: venv
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .hypothesis artifacts tests/browser/node_modules dev/vercel-cli/node_modules
 
-# Issue 11: the installation-lifecycle state machine with fresh random schedules
-# (SOAK_EXAMPLES, default 2,000) and the webhook fuzz exploring freely; prints the
-# number of schedules run and whether an anomaly was found.
+# Issue 11: the installation-lifecycle state machine, in process (dev/inprocess.py), with
+# fresh random schedules (SOAK_EXAMPLES, default 2,000) and the webhook fuzz exploring
+# freely; prints the number of schedules run, the rate and whether an anomaly was found.
 .PHONY: soak mutation
 soak: venv
-	@SOAK=1 SOAK_EXAMPLES=$${SOAK_EXAMPLES:-2000} $(PY) -m pytest -s -p no:randomly --timeout=0 \
+	@SOAK=1 SOAK_EXAMPLES=$${SOAK_EXAMPLES:-2000} LOG_LEVEL=WARNING $(PY) -m pytest -s -p no:randomly --timeout=0 \
 	  tests/invariants/test_lifecycle_machine.py \
 	  "tests/api/test_webhook.py::test_fuzzed_signed_events_never_cause_a_5xx"
 

@@ -37,6 +37,7 @@ __all__ = [
     "set_succeeded",
     "start_counting",
     "stop_counting",
+    "use_transport",
 ]
 
 Arg = str | int | float
@@ -170,6 +171,7 @@ def _describe(exc: UpstashError) -> str:
 
 _shared: KV | None = None
 _shared_lock = threading.Lock()
+_transport: httpx.BaseTransport | None = None
 
 
 def get_kv(url: str, token: str, *, timeout_s: float) -> KV:
@@ -178,8 +180,18 @@ def get_kv(url: str, token: str, *, timeout_s: float) -> KV:
     if _shared is None:
         with _shared_lock:
             if _shared is None:
-                _shared = KV(url, token, timeout_s=timeout_s)
+                _shared = KV(url, token, timeout_s=timeout_s, transport=_transport)
     return _shared
+
+
+def use_transport(transport: httpx.BaseTransport | None) -> None:
+    """Build the process's KV client over `transport` from now on (None: the network).
+
+    For in-process test stacks (dev/inprocess.py): the SDK and every code path stay the
+    same, only the bytes go to a WSGI app instead of a socket."""
+    global _transport
+    reset_kv()
+    _transport = transport
 
 
 def reset_kv() -> None:

@@ -166,6 +166,7 @@ class _SharedClient:
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
         self._pid = 0
+        self._transport: httpx.BaseTransport | None = None
 
     def get(self) -> httpx.Client:
         client, pid = self._client, os.getpid()
@@ -173,8 +174,16 @@ class _SharedClient:
             return client
         with self._lock:
             if self._client is None or self._pid != pid:
-                self._client, self._pid = _new_http_client(None), pid
+                self._client, self._pid = _new_http_client(self._transport), pid
             return self._client
+
+    def use(self, transport: httpx.BaseTransport | None) -> None:
+        """Build the pool over `transport` from now on (None: the network). For
+        in-process test stacks (dev/inprocess.py): only the transport differs."""
+        with self._lock:
+            old, self._client, self._transport = self._client, None, transport
+        if old is not None:
+            old.close()
 
 
 def _new_http_client(transport: httpx.BaseTransport | None) -> httpx.Client:
@@ -191,6 +200,7 @@ def _new_http_client(transport: httpx.BaseTransport | None) -> httpx.Client:
 
 
 _shared = _SharedClient()
+use_transport = _shared.use
 
 
 def _base_url(url: str) -> str:
