@@ -284,3 +284,104 @@ def test_no_module_outside_lib_kv_speaks_kv_itself() -> None:
     assert "api.webhook" in sources
     problems = [p for name, src in sources.items() for p in kv_violations(name, src)]
     assert problems == []
+
+
+# -- constant-time comparisons of secrets (issue 11, "Tests that would notice") ----------
+#
+# `==` on a MAC, token or state leaks by timing how much of it matched; compare_digest
+# does not (https://docs.python.org/3/library/hmac.html#hmac.compare_digest). No ruff
+# rule covers it, so this scan flags `==`/`!=` whose operand is named like a secret.
+
+_SECRETISH = re.compile(
+    r"(?:^|_)(?:h?mac|sig|signature|digest|hexdigest|token|secret|state|nonce|password"
+    r"|verifier|expected|presented|session|browser)s?(?:_id)?(?:_|$)",
+    re.IGNORECASE,
+)
+# Calls that keep the value they are given: `sig.encode()` is still the signature.
+_SAME_VALUE = frozenset({"encode", "decode", "strip", "lower", "upper", "casefold", "str", "bytes"})
+# Operator settings compared with each other once at start-up: no attacker input.
+_PLAIN_COMPARISON_ALLOWED = frozenset(
+    {
+        "previous_secret == client_secret",
+        "token == env.get(f'{prefix}KV_REST_API_READ_ONLY_TOKEN', '').strip()",
+    }
+)
+
+
+def _value_names(node: ast.expr) -> set[str]:
+    """The names an operand's value comes from: `a.b` → b, `f(x)` → f and x."""
+    if isinstance(node, ast.Name):
+        return {node.id}
+    if isinstance(node, ast.Attribute):
+        return {node.attr}
+    if isinstance(node, ast.Subscript):
+        return _value_names(node.value)
+    if isinstance(node, ast.Call):
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr in _SAME_VALUE:
+            return _value_names(func.value)
+        names = _value_names(func) - _SAME_VALUE
+        for arg in node.args:
+            names |= _value_names(arg)
+        return names
+    return set()
+
+
+def plain_secret_comparisons(source: str) -> list[str]:
+    """`==`/`!=` comparisons with an operand named like a secret (a literal is fine)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        for op, left, right in zip(node.ops, operands, operands[1:], strict=False):
+            if not isinstance(op, ast.Eq | ast.NotEq):
+                continue
+            if isinstance(left, ast.Constant) or isinstance(right, ast.Constant):
+                continue
+            names = _value_names(left) | _value_names(right)
+            text = ast.unparse(node)
+            if any(_SECRETISH.search(n) for n in names) and text not in _PLAIN_COMPARISON_ALLOWED:
+                found.append(f"line {node.lineno}: {text}")
+    return found
+
+
+def _product_sources() -> dict[str, str]:
+    files = sorted([*LIB.rglob("*.py"), *(ROOT / "api").rglob("*.py")])
+    return {str(p.relative_to(ROOT)): p.read_text() for p in files}
+
+
+class _PlainEquality(ast.NodeTransformer):
+    """`compare_digest(a, b)` → `a == b`: the mutant the scan must catch."""
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if name == "compare_digest" and len(node.args) == 2:
+            return ast.Compare(node.args[0], [ast.Eq()], [node.args[1]])
+        return self.generic_visit(node)
+
+
+def test_every_constant_time_comparison_turned_into_equality_is_caught() -> None:
+    sources = _product_sources()
+    mutated = 0
+    for path, source in sources.items():
+        if "compare_digest" not in source:
+            continue
+        mutant = ast.unparse(ast.fix_missing_locations(_PlainEquality().visit(ast.parse(source))))
+        calls = source.count("compare_digest(")
+        found = plain_secret_comparisons(mutant)
+        assert len(found) >= calls, f"{path}: an == on a secret goes unnoticed: {found}"
+        mutated += calls
+    assert mutated >= 8  # crypto, install, session, sign-in, admin token, continuation
+    fine = "status == other.status\nif token is None: pass\nstate == 'active'\n"
+    assert plain_secret_comparisons(fine) == []
+
+
+def test_secrets_are_compared_in_constant_time() -> None:
+    problems = {
+        path: found
+        for path, source in _product_sources().items()
+        if (found := plain_secret_comparisons(source))
+    }
+    assert problems == {}, "use hmac.compare_digest for these comparisons"
