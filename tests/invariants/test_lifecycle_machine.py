@@ -246,28 +246,67 @@ class Life(RuleBasedStateMachine):
             assert store.get_installation(self.cfg) is None
 
 
+def _run(examples: int) -> None:
+    run_state_machine_as_test(
+        Life,
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=12,
+            deadline=None,
+            database=None,
+            derandomize=not SOAK,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+
+
+# The soak goes on after an anomaly (each batch stops at its first one, shrunk), so one
+# defect does not hide the rest; every minimal failing schedule is printed.
+SOAK_BATCH = 250
+
+
 @pytest.mark.timeout(0 if SOAK else 600)
 def test_an_installations_life_ends_as_vercel_says(stack: inprocess.InProcess) -> None:
     Life.e2e = stack
     SCHEDULES.clear()
-    outcome = "an anomaly (the failure below)"
+    anomalies: list[str] = []
     started = time.monotonic()
     try:
-        run_state_machine_as_test(
-            Life,
-            settings=settings(
-                max_examples=EXAMPLES,
-                stateful_step_count=12,
-                deadline=None,
-                database=None,
-                derandomize=not SOAK,
-                suppress_health_check=list(HealthCheck),
-            ),
-        )
-        outcome = "0 anomalies"
+        if not SOAK:
+            _run(EXAMPLES)
+            return
+        while len(SCHEDULES) < EXAMPLES:
+            try:
+                _run(min(SOAK_BATCH, EXAMPLES - len(SCHEDULES)))
+            except Exception as exc:
+                notes = "\n".join(getattr(exc, "__notes__", []))
+                anomalies.append(f"{type(exc).__name__}: {str(exc)[:400]}\n{notes}")
+                print(f"\nanomaly {len(anomalies)}:\n{anomalies[-1]}")
+        assert not anomalies, f"{len(anomalies)} anomalies (printed above)"
     finally:
         took = time.monotonic() - started
         rate = len(SCHEDULES) / took if took else 0.0
         print(
-            f"\nlifecycle schedules run: {len(SCHEDULES)} in {took:.0f} s ({rate:.1f}/s), {outcome}"
+            f"\nlifecycle schedules run: {len(SCHEDULES)} in {took:.0f} s ({rate:.1f}/s), "
+            f"{len(anomalies) if SOAK else 'no'} anomalies found"
         )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="open defect found by the soak: a transfer while the installation is disabled "
+    "keeps the project selection of the former owner (Vercel cannot be asked while "
+    "disabled and the transferred payload names no projects)",
+)
+def test_a_transfer_while_disabled_leaves_no_project_of_the_former_owner(
+    stack: inprocess.InProcess,
+) -> None:
+    """The soak's minimal failing schedule, kept as a fixed case."""
+    Life.e2e = stack
+    life = Life()
+    life.install()
+    life.change_access(everything=False)
+    life.disable_or_enable(disable=True)
+    life.transfer(team="globex")
+    life.teardown()
