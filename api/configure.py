@@ -21,7 +21,7 @@ from lib.app import Services, get_services
 from lib.deadline import Deadline
 from lib.kv.records import Installation
 from lib.log import get_logger
-from lib.provisioning.admin import drift, rotate_secrets
+from lib.provisioning.admin import drift, resync, rotate_secrets
 from lib.provisioning.reports import status
 from lib.settings import SigninConfig
 from lib.vercel.errors import VercelError
@@ -307,8 +307,8 @@ def _facts(services: Services, inst: Installation, cookie: str | None) -> Facts:
         owner_slug=None if inst.team_id else username(services.store.keyring, cookie),
         dashboard_url=settings.dashboard_url,
         reinstall_url=f"{settings.dashboard_url}/integrations/{slug}" if slug else None,
-        last_synced=getattr(inst, "last_synced_at", None),
-        last_rotated=getattr(inst, "last_rotated_at", None),
+        last_synced=inst.last_synced_at,
+        last_rotated=inst.last_rotated_at,
     )
     if inst.team_id is None or inst.status == "broken":
         return facts
@@ -379,7 +379,7 @@ def _act(request: Request, services: Services, cfg: str, session: str) -> Respon
     if action == "resync":
         # A person asking is the moment to retry writes their own variables blocked:
         # they may just have deleted one (the docs tell them to, then resync).
-        report = services.provisioner.reconcile(cfg, deadline, recheck_conflicts=True)
+        [report] = resync(services.provisioner, [cfg], deadline, recheck_conflicts=True)
         log.info(
             "audit: resync requested",
             extra={

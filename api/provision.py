@@ -3,25 +3,44 @@
 POST {"configurationId": "icfg_…"} or {"all": true}, optionally "rotateSecrets": true or
 ["name", …] and "recheckConflicts": true (try again the writes a var hidden from us
 blocked), resyncs and answers a per-project summary. GET ?configurationId= answers status
-and drift. GET ?sweep=1 (Vercel Cron) resumes pending installations. Answers carry keys,
-targets and counts, never a value.
+and drift (the status with `lastSyncedAt`/`lastRotatedAt`). GET ?installations=1 lists
+installations a page at a time (`limit` 1-200, default 50; pass the answer's `nextCursor`
+back as `cursor` until it is null). GET ?sweep=1 (Vercel Cron) resumes pending
+installations. Answers carry keys, targets and counts, never a value.
+
+Every answer is JSON, errors too (`{"error": {"status", "message"}}`), whatever the
+client's Accept header says, and every field is camelCase. Stable interface: fields are
+added, never renamed or removed, so the one older snake_case field, a project report's
+`project_id`, stays beside its camelCase twin `projectId`.
 """
 
 from typing import Any
 
 from lib.app import Services, get_services
 from lib.deadline import Deadline
-from lib.provisioning.admin import drift, resync, rotate_secrets, sweep
+from lib.provisioning.admin import (
+    MAX_PAGE,
+    drift,
+    installation_status,
+    list_installations,
+    resync,
+    rotate_secrets,
+    sweep,
+)
 from lib.provisioning.continuation import continue_later
-from lib.provisioning.reports import status
+from lib.provisioning.reports import InstallationReport
 from lib.vercel.models import CONFIGURATION_ID
 from lib.web.errors import API_ERRORS
 from lib.web.wsgi import HTTPError, Request, Response, bearer_matches, endpoint
 
 _BUDGET_S = 50.0  # under the 60 s maxDuration in vercel.json
+_DEFAULT_PAGE = 50
 
 
 def _handle(request: Request) -> Response:
+    # Errors too are JSON for every client (curl sends no JSON Accept header): the shared
+    # error path of `endpoint` chooses JSON by the Accept header.
+    request.headers["accept"] = "application/json"
     if request.method not in ("GET", "POST"):
         raise HTTPError(405, "Use GET or POST.", headers={"Allow": "GET, POST"})
     services = get_services()
@@ -33,8 +52,10 @@ def _handle(request: Request) -> Response:
         reports = sweep(services.provisioner, deadline)
         for report in reports:  # what the sweep could not finish continues on the queue
             continue_later(services, report.configuration_id, report)
-        return Response.json({"swept": [r.as_dict() for r in reports]})
+        return Response.json({"swept": [_report(r) for r in reports]})
     _authorize(request, services.settings.admin_token)
+    if request.method == "GET" and request.arg("installations") is not None:
+        return _list(request, services)
     if request.method == "GET":
         return _status(request, services, deadline)
     return _resync(request, services, deadline)
@@ -43,6 +64,31 @@ def _handle(request: Request) -> Response:
 def _authorize(request: Request, secret: str | None) -> None:
     if not bearer_matches(request, secret):
         raise HTTPError(401, "Unauthorized.", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _report(report: InstallationReport) -> dict[str, Any]:
+    """A report as answered: each project's id also as `projectId` (see the docstring)."""
+    answer = report.as_dict()
+    answer["projects"] = [{**p, "projectId": p["project_id"]} for p in answer["projects"]]
+    return answer
+
+
+def _list(request: Request, services: Services) -> Response:
+    if request.arg("installations") != "1":
+        raise HTTPError(400, "installations must be 1.")
+    raw_limit = request.arg("limit")
+    limit = _DEFAULT_PAGE
+    if raw_limit is not None:
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+            raise HTTPError(400, f"limit must be a whole number from 1 to {MAX_PAGE}.")
+        limit = int(raw_limit)
+    cursor = request.arg("cursor")
+    if cursor is not None and not CONFIGURATION_ID.fullmatch(cursor):
+        raise HTTPError(400, "cursor must be the nextCursor of a previous page.")
+    page = list_installations(services.store, cursor, limit)
+    return Response.json(
+        {"installations": page.items, "nextCursor": page.next_cursor, "total": page.total}
+    )
 
 
 def _configuration_id(value: Any) -> str:
@@ -57,7 +103,7 @@ def _status(request: Request, services: Services, deadline: Deadline) -> Respons
     if inst is None:
         raise HTTPError(404, "Unknown configuration.")
     report = {
-        "installation": status(inst, services.store.is_pending(cfg)).as_dict(),
+        "installation": installation_status(inst, services.store.is_pending(cfg)),
         "drift": drift(services.provisioner, inst, deadline).as_dict(),
     }
     return Response.json(report)
@@ -95,7 +141,7 @@ def _resync(request: Request, services: Services, deadline: Deadline) -> Respons
             deadline,
             recheck_conflicts=recheck,
         )
-        return Response.json({"installations": [r.as_dict() for r in reports]})
+        return Response.json({"installations": [_report(r) for r in reports]})
     cfg = _configuration_id(body.get("configurationId", request.arg("configurationId")))
     rotate = body.get("rotateSecrets", False)
     names_ok = isinstance(rotate, list) and rotate and all(isinstance(n, str) for n in rotate)
@@ -104,7 +150,7 @@ def _resync(request: Request, services: Services, deadline: Deadline) -> Respons
     if services.store.get_installation(cfg) is None:
         raise HTTPError(404, "Unknown configuration.")
     if rotate is False:
-        report = services.provisioner.reconcile(cfg, deadline, recheck_conflicts=recheck)
+        [report] = resync(services.provisioner, [cfg], deadline, recheck_conflicts=recheck)
     else:
         try:
             report = rotate_secrets(
@@ -112,7 +158,7 @@ def _resync(request: Request, services: Services, deadline: Deadline) -> Respons
             )
         except ValueError as exc:
             raise HTTPError(400, str(exc)) from None
-    return Response.json({"installations": [report.as_dict()]})
+    return Response.json({"installations": [_report(report)]})
 
 
 app = endpoint(_handle, name="provision", exception_handlers=API_ERRORS)

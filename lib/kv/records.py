@@ -46,6 +46,11 @@ class Installation(BaseModel):
     owner_at: float = 0.0
     scopes_at: float = 0.0
     projects_at: float = 0.0
+    # When a sync last finished for every reachable project, and when the installation's
+    # secrets were last replaced (epoch seconds); None until it first happens, and for
+    # records written before these fields existed.
+    last_synced_at: float | None = None
+    last_rotated_at: float | None = None
 
 
 class ProjectRecord(BaseModel):

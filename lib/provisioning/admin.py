@@ -1,4 +1,4 @@
-"""Operator actions on installations: resync, sweep, drift, secret rotation.
+"""Operator actions on installations: resync, sweep, drift, secret rotation, listing.
 
 `/provision` (admin and cron) and the configuration page call these; each works within
 a deadline and leaves whatever it could not reach marked pending, so the next sweep
@@ -7,10 +7,15 @@ picks it up. Thousands of installations never fit one function run, and need not
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from dataclasses import dataclass
+from typing import Any
+
 from lib.deadline import Deadline
 from lib.kv.records import Installation
-from lib.kv.store import Gone
+from lib.kv.store import Gone, Store
 from lib.provisioning.fanout import fan_out
+from lib.provisioning.history import note_rotated, note_synced
 from lib.provisioning.reconcile import Provisioner
 from lib.provisioning.reports import (
     ChangedVar,
@@ -18,11 +23,21 @@ from lib.provisioning.reports import (
     InstallationReport,
     MissingVar,
     ProjectDrift,
+    status,
 )
 from lib.vercel.errors import VercelError
 from lib.vercel.models import Project
 
-__all__ = ["drift", "resync", "rotate_secrets", "sweep"]
+__all__ = [
+    "MAX_PAGE",
+    "Page",
+    "drift",
+    "installation_status",
+    "list_installations",
+    "resync",
+    "rotate_secrets",
+    "sweep",
+]
 
 # Stop starting new installations with less than this left.
 _MIN_INSTALL_BUDGET_S = 2.0
@@ -50,7 +65,9 @@ def resync(
                     InstallationReport(rest, outcome="partial", reason="out of time", pending=True)
                 )
             break
-        reports.append(provisioner.reconcile(cfg, deadline, recheck_conflicts=recheck_conflicts))
+        report = provisioner.reconcile(cfg, deadline, recheck_conflicts=recheck_conflicts)
+        note_synced(provisioner.store, report, asked=True)
+        reports.append(report)
     return reports
 
 
@@ -72,7 +89,10 @@ def rotate_secrets(
         provisioner.store.set_secrets(configuration_id, provisioner.spec.mint_secrets(names))
     except Gone:  # uninstalled meanwhile: nothing was written
         return InstallationReport(configuration_id, outcome="unknown", reason="uninstalled")
-    return provisioner.reconcile(configuration_id, deadline)
+    note_rotated(provisioner.store, configuration_id)
+    report = provisioner.reconcile(configuration_id, deadline)
+    note_synced(provisioner.store, report, asked=True)
+    return report
 
 
 def drift(provisioner: Provisioner, installation: Installation, deadline: Deadline) -> Drift:
@@ -114,3 +134,44 @@ def drift(provisioner: Provisioner, installation: Installation, deadline: Deadli
 
     rows = fan_out(one, projects, _DRIFT_CONCURRENCY)
     return Drift(projects=rows, in_sync=all(r.in_sync for r in rows))
+
+
+# A page of the installations list answers at most this many (one KV pipeline reads them).
+MAX_PAGE = 200
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of installations in configuration-id order; `next_cursor` continues it
+    (None on the last page). `total` counts every stored installation."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+    total: int
+
+
+def installation_status(installation: Installation, pending: bool) -> dict[str, Any]:
+    """What `/provision` shows of one installation: the status, and when it was last
+    synced and rotated (epoch seconds, null until it happens)."""
+    return {
+        **status(installation, pending).as_dict(),
+        "lastSyncedAt": installation.last_synced_at,
+        "lastRotatedAt": installation.last_rotated_at,
+    }
+
+
+def list_installations(store: Store, cursor: str | None, limit: int) -> Page:
+    """The installations after `cursor` (a configuration id, exclusive), at most `limit`.
+
+    Keyset paging over the sorted ids: a page is stable while installations come and go
+    (nothing is skipped or repeated for an id that existed throughout), and only the
+    page's records are read. The ids themselves are one set read (short strings: tens of
+    kilobytes for thousands of installations)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
+    ids = store.all_installations()
+    start = bisect_right(ids, cursor) if cursor else 0
+    chosen = ids[start : start + limit]
+    items = [installation_status(s.installation, s.pending) for s in store.installations(chosen)]
+    more = start + limit < len(ids)
+    return Page(items, chosen[-1] if more and chosen else None, len(ids))

@@ -92,10 +92,12 @@ def test_resync_one_answers_a_summary_per_project_and_a_rerun_writes_nothing(
         assert project["complete"]
     assert writes(e2e) == {}
     # KV: the installation read, then the reconcile's reads: one load pipeline (the token is
-    # in it) and one closing pipeline (still installed? still pending?). Reads only.
+    # in it) and one closing pipeline (still installed? still pending?); the only write is
+    # the "last synced" stamp a resync that was asked for leaves (one read pipeline and
+    # one guarded script: lib.provisioning.history).
     stats = e2e.kv.gateway.stats()
-    assert stats["by_path"] == {"/": 1, "/pipeline": 2}, stats
-    assert stats["commands"] == 6, stats
+    assert stats["by_path"] == {"/": 2, "/pipeline": 3}, stats
+    assert stats["commands"] == 9, stats
 
 
 def test_user_var_is_reported_in_the_summary_and_drift_never_clobbered(
@@ -124,8 +126,9 @@ def test_user_var_is_reported_in_the_summary_and_drift_never_clobbered(
     assert response.status_code == 200
     rows = {r["name"]: r for r in response.json()["drift"]["projects"]}
     assert rows["web"]["conflicts"] == [
-        {"key": "ACME_DASHBOARD_URL", "targets": ["production"], "owner": "hidden"}
-    ]
+        {"key": "ACME_DASHBOARD_URL", "targets": ["production"], "gitBranch": None,
+         "owner": "hidden"}
+    ]  # fmt: skip
     assert rows["web"]["inSync"]
     assert response.json()["drift"]["inSync"]
 
@@ -372,3 +375,108 @@ def test_a_deeply_nested_body_is_a_400_not_a_500(
     got = client.post("/provision", content=body, headers=ADMIN)
     assert got.status_code == 400, got.text[:200]
     assert "JSON" in got.json()["error"]["message"]
+
+
+# -- issue 13: last synced / rotated, one naming style, JSON errors, a paged list ----------
+
+
+def test_status_says_when_it_was_last_synced_and_rotated(e2e: E2E, client: httpx.Client) -> None:
+    cfg = installed(e2e)  # the install's reconcile wrote everything: a sync
+    shown = client.get("/provision", params={"configurationId": cfg}, headers=ADMIN).json()
+    first = shown["installation"]["lastSyncedAt"]
+    assert first is not None
+    assert shown["installation"]["lastRotatedAt"] is None
+    resync(client, {"configurationId": cfg})  # asked for, wrote nothing: still a sync
+    shown = client.get("/provision", params={"configurationId": cfg}, headers=ADMIN).json()
+    assert shown["installation"]["lastSyncedAt"] > first
+    before = shown["installation"]["lastSyncedAt"]
+    resync(client, {"configurationId": cfg, "rotateSecrets": True})
+    shown = client.get("/provision", params={"configurationId": cfg}, headers=ADMIN).json()
+    assert shown["installation"]["lastRotatedAt"] >= before
+    assert shown["installation"]["lastSyncedAt"] >= shown["installation"]["lastRotatedAt"]
+
+
+def test_every_field_is_camel_case_and_project_id_keeps_its_old_name(
+    e2e: E2E, client: httpx.Client
+) -> None:
+    cfg = installed(e2e)
+    answers = [
+        resync(client, {"configurationId": cfg}),
+        client.get("/provision", params={"configurationId": cfg}, headers=ADMIN).json(),
+        client.get("/provision", params={"installations": "1"}, headers=ADMIN).json(),
+    ]
+    allowed = {"project_id"}  # kept beside projectId: the interface only grows
+
+    def keys(value: Any) -> set[str]:
+        if isinstance(value, dict):
+            return set(value) | {k for v in value.values() for k in keys(v)}
+        if isinstance(value, list):
+            return {k for v in value for k in keys(v)}
+        return set()
+
+    found = set().union(*(keys(a) for a in answers))
+    assert {k for k in found if "_" in k} == allowed
+    for project in answers[0]["installations"][0]["projects"]:
+        assert project["projectId"] == project["project_id"]
+
+
+@pytest.mark.parametrize(
+    ("params", "headers", "status"),
+    [
+        ({"configurationId": "icfg_x"}, {}, 401),
+        ({}, ADMIN, 400),
+        ({"configurationId": "icfg_nope"}, ADMIN, 404),
+        ({"installations": "1", "limit": "0"}, ADMIN, 400),
+    ],
+)
+def test_errors_are_json_whatever_the_client_accepts(
+    e2e: E2E, client: httpx.Client, params: dict[str, str], headers: dict[str, str], status: int
+) -> None:
+    got = client.get("/provision", params=params, headers={**headers, "Accept": "*/*"})
+    assert got.status_code == status
+    assert got.headers["content-type"].startswith("application/json")
+    assert got.json()["error"]["status"] == status
+
+
+def test_installations_are_listed_a_page_at_a_time(e2e: E2E, client: httpx.Client) -> None:
+    cfgs = sorted(installed(e2e, scope) for scope in ("acme", "dev-user"))
+    seen: list[str] = []
+    cursor: str | None = None
+    for _ in range(5):
+        params = {"installations": "1", "limit": "1", **({"cursor": cursor} if cursor else {})}
+        got = client.get("/provision", params=params, headers=ADMIN)
+        assert got.status_code == 200, got.text
+        page = got.json()
+        assert len(page["installations"]) == 1
+        assert page["total"] == 2
+        seen += [i["configurationId"] for i in page["installations"]]
+        for item in page["installations"]:
+            assert {"status", "pending", "lastSyncedAt", "lastRotatedAt"} <= set(item)
+            assert "sealed" not in json.dumps(item)
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == cfgs  # each once, in order, and the last page says so
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"installations": "yes"}, "installations must be 1"),
+        ({"installations": "1", "limit": "201"}, "limit must be a whole number from 1 to 200"),
+        ({"installations": "1", "limit": "-1"}, "limit must be"),
+        ({"installations": "1", "cursor": "x"}, "cursor must be"),
+    ],
+)
+def test_bad_paging_is_400(
+    e2e: E2E, client: httpx.Client, params: dict[str, str], message: str
+) -> None:
+    got = client.get("/provision", params=params, headers=ADMIN)
+    assert got.status_code == 400
+    assert message in got.json()["error"]["message"]
+
+
+def test_the_list_needs_the_admin_token(e2e: E2E, client: httpx.Client) -> None:
+    assert client.get("/provision", params={"installations": "1"}).status_code == 401
+    got = client.get("/provision", params={"installations": "1"}, headers=CRON)
+    assert got.status_code == 401
