@@ -19,22 +19,19 @@ from urllib.parse import quote
 
 from lib.provisioning.reports import Drift, ProjectDrift, Status
 from lib.provisioning.spec import TARGETS, EnvEntry
-from lib.web.pages.layout import page, safe
+from lib.web.pages.layout import page, product, safe
 from lib.web.session import CSRF_FIELD
 from lib.web.urls import configure_url
 
 __all__ = [
     "DISABLED",
     "NOTICES",
-    "PRODUCT",
     "Facts",
     "confirm_rotation",
     "not_configured",
     "render",
     "signin_page",
 ]
-
-PRODUCT = "Acme for Vercel"
 
 # Changes to environment variables apply to new deployments only
 # (https://vercel.com/docs/environment-variables/managing-environment-variables).
@@ -359,16 +356,20 @@ def render(
         if facts.team_read_missing
         else ""
     )
+    identity = product()
+    help_links = (
+        f'<a href="{escape(identity.docs_url, quote=True)}">Help</a> · '
+        f'<a href="{escape(identity.privacy_url, quote=True)}">Privacy</a>'
+    )
     body = (
         f"{_notice(notice, drift)}{_summary(status, facts)}{permission}"
         f'<h2 id="projects">Projects</h2>{_projects(status, drift, entries, facts)}'
         f"{'<h2>Variables</h2>' + _managed(entries, facts) if entries else ''}"
         f"{actions}"
-        f'<p class="muted small">Configuration {_code(cfg)} · '
-        '<a href="/docs">Help</a> · <a href="/privacy">Privacy</a></p>'
+        f'<p class="muted small">Configuration {_code(cfg)} · {help_links}</p>'
     )
     return page(
-        f"{PRODUCT}: configuration",
+        f"{identity.name}: configuration",
         "The environment variables this integration keeps right in your projects.",
         body=safe(body),
         wide=True,

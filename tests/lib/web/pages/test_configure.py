@@ -290,3 +290,31 @@ def test_notices_are_shown_as_status() -> None:
     assert "notice" not in _render({"projects": []}, notice="<script>")
     partial = _render({"projects": []}, notice="rotate-partial")
     assert 'class="notice warn"' in partial
+
+
+def test_the_product_name_and_help_links_come_from_the_integration_table(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    from lib.product import reset_product
+
+    spec = tmp_path / "integration.toml"
+    spec.write_text(
+        "[integration]\n"
+        'name = "Zeta <Cloud>"\n'
+        'company = "Zeta"\n'
+        'support_email = "help@zeta.example"\n'
+        'homepage_url = "https://zeta.example/"\n'
+        'docs_url = "https://zeta.example/docs?a=1&b=2"\n'
+        'privacy_url = "https://zeta.example/privacy"\n'
+    )
+    monkeypatch.setenv("INTEGRATION_SPEC_PATH", str(spec))
+    reset_product()
+    try:
+        html = _render({"projects": []})
+    finally:
+        reset_product()
+    assert "<title>Zeta &lt;Cloud&gt;: configuration</title>" in html
+    assert '<a href="https://zeta.example/docs?a=1&amp;b=2">Help</a>' in html
+    assert '<a href="https://zeta.example/privacy">Privacy</a>' in html
+    assert "Acme" not in html
+    assert 'href="/docs"' not in html
