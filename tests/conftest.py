@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 import httpx
 import pytest
+from hypothesis import settings
 
 from dev import serve
 from dev.kv_gateway import (
@@ -26,6 +27,18 @@ from dev.kv_gateway import (
     create_app,
     open_backend,
 )
+
+# ---------------------------------------------------------------------------------------
+# Property tests (hypothesis)
+#
+# Under CI=true every property test draws the same inputs each run (a red build
+# reproduces, a green one is not luck); locally and under `make soak` (SOAK=1) they
+# explore. https://hypothesis.readthedocs.io/en/latest/settings.html#settings-profiles
+# ---------------------------------------------------------------------------------------
+
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI") == "true" and os.environ.get("SOAK") != "1":
+    settings.load_profile("ci")
 
 # ---------------------------------------------------------------------------------------
 # KV gateway (dev/kv_gateway.py)
@@ -80,6 +93,26 @@ def kv_backend() -> Iterator[Backend]:
     yield backend
     backend.close()
     if lock is not None:
+        lock.close()
+
+
+@pytest.fixture
+def second_test_db(kv_backend: Backend) -> Iterator[str]:
+    """The URL of another database locked for this run (a test that must show something
+    stays out of a neighbour's database), flushed before and after; Redis only."""
+    if not isinstance(kv_backend, RedisBackend):
+        pytest.skip(
+            f"a second database needs real Redis; the tests run on {kv_backend.description}"
+        )
+    db, lock = _claim_test_db()
+    url = KV_TEST_REDIS_URL.format(db=db)
+    other = RedisBackend.connect(url)
+    try:
+        other.execute([b"FLUSHDB"])
+        yield url
+        other.execute([b"FLUSHDB"])
+    finally:
+        other.close()
         lock.close()
 
 
