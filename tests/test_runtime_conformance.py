@@ -84,6 +84,10 @@ class Case:
 
 
 def healthy(reply: Reply) -> None:
+    assert reply.json() == {"status": "ok"}  # anyone: healthy or not, nothing more
+
+
+def healthy_in_detail(reply: Reply) -> None:
     report = reply.json()
     assert report["status"] == "ok"
     assert report["kv"]["ok"] is True
@@ -91,9 +95,17 @@ def healthy(reply: Reply) -> None:
 
 
 def kv_down(reply: Reply) -> None:
+    assert reply.json() == {"status": "degraded"}
+
+
+def kv_down_in_detail(reply: Reply) -> None:
     report = reply.json()
     assert report["status"] == "degraded"
     assert report["kv"]["ok"] is False
+
+
+# The admin token unlocks /health's detailed report (as it does /provision).
+OPERATOR = {"authorization": f"Bearer {DEVELOPMENT_SETTINGS['ADMIN_TOKEN']}"}
 
 
 def allows_get(reply: Reply) -> None:
@@ -104,9 +116,19 @@ def allows_get(reply: Reply) -> None:
 EXPECTATIONS: dict[str, list[Case]] = {
     "health": [
         Case("GET", "/health", 200, "application/json", check=healthy),
+        Case("GET", "/health", 200, "application/json", headers=OPERATOR, check=healthy_in_detail),
         Case("HEAD", "/health", 200, "application/json"),
         Case("POST", "/health", 405, body=b"{}", check=allows_get),
         Case("GET", "/health", 503, "application/json", kv=False, check=kv_down),
+        Case(
+            "GET",
+            "/health",
+            503,
+            "application/json",
+            headers=OPERATOR,
+            kv=False,
+            check=kv_down_in_detail,
+        ),
     ],
 }
 
