@@ -9,6 +9,11 @@ page. Without a usable `next`, a success page says the install is done.
 GET only: the request spends a single-use code, and HEAD (link checkers, prefetchers)
 must not. Provisioning runs after the installation is stored (as pending) and never turns
 a completed install into an error page: what it could not finish is left to the sweep.
+
+When KV fails after the code was spent, what the exchange returned is kept sealed in an
+HttpOnly cookie scoped to this path (`KEPT_COOKIE`); the page's Retry reloads this very
+URL, which then completes the install without a new code. The cookie is dropped once the
+link's outcome is final.
 """
 
 from dataclasses import replace
@@ -16,10 +21,15 @@ from dataclasses import replace
 from lib.app import Services, get_services
 from lib.deadline import Deadline
 from lib.install import (
+    KEPT_COOKIE,
+    KEPT_TTL_S,
     STATE_COOKIE,
+    CallbackParams,
     InstallError,
     InstallResult,
+    Unsaved,
     complete_install,
+    holds_kept,
     parse_callback,
 )
 from lib.kv.client import KVError
@@ -27,11 +37,8 @@ from lib.kv.records import Installation, StoreError
 from lib.log import get_logger
 from lib.provisioning.continuation import continue_later
 from lib.settings import SettingsError
-from lib.web import session
 from lib.web.pages.errors import PAGE_ERRORS
 from lib.web.pages.install import error_page, success_page
-from lib.web.session import SESSION_COOKIE, SESSION_TTL_S
-from lib.web.urls import configure_url
 from lib.web.wsgi import HTTPError, Request, Response, endpoint
 
 # Vercel keeps the popup open while we work; provisioning beyond this is left to the sweep.
@@ -46,6 +53,8 @@ def _handle(request: Request) -> Response:
         raise HTTPError(405, "Use GET.", headers={"Allow": "GET"})
     deadline = Deadline(_BUDGET_S)
     services = get_services()
+    kept = request.cookies.get(KEPT_COOKIE)
+    params: CallbackParams | None = None
     try:
         params = parse_callback(request.query, services.settings)
         outcome = complete_install(
@@ -54,28 +63,58 @@ def _handle(request: Request) -> Response:
             settings=services.settings,
             spec=services.spec,
             nonce=request.cookies.get(STATE_COOKIE),
+            kept=kept,
             deadline=deadline,
         )
+    except Unsaved as exc:
+        response = error_page(exc, services.settings)
+        if exc.kept:
+            response.set_cookie(
+                KEPT_COOKIE,
+                exc.kept,
+                max_age=KEPT_TTL_S,
+                path="/callback",
+                secure=not request.is_local,
+            )
+        return response
     except InstallError as exc:
         log.info("install not completed", extra={"kind": exc.kind, "status": exc.status})
-        return error_page(exc, services.settings)
+        page = error_page(exc, services.settings)
+        # A refusal is final; a transient failure may still be retried with what is kept.
+        if exc.status >= 500 or exc.status == 409:
+            return page
+        return _final(request, services, params, page)
     except KVError as exc:
         log.warning("storage unavailable", extra={"error": type(exc).__name__})
-        err = InstallError(503, "storage", "Our storage is not answering.")
+        # With an exchange kept in this browser the install is still unsaved: say so
+        # again (a reload during the outage), never "still being completed".
+        err = (
+            Unsaved(None) if kept else InstallError(503, "storage", "Our storage is not answering.")
+        )
         return error_page(err, services.settings)
     except (SettingsError, StoreError) as exc:
         log.error("install failed on our side", extra={"problem": str(exc)})
         err = InstallError(500, "misconfigured", "The integration is misconfigured.")
         return error_page(err, services.settings)
     inst, result = outcome.installation, outcome.result
-    if inst is not None and outcome.reverified is not None:
-        # A session only when a token was exchanged just now: Vercel vouched for this user.
-        return _verified(request, services, inst.configuration_id, outcome.reverified)
     if inst is not None:
         result = _provision(services, inst, deadline, result)
     if result.next:
-        return Response.redirect(result.next)
-    return success_page(result)
+        return _final(request, services, params, Response.redirect(result.next))
+    return _final(request, services, params, success_page(result))
+
+
+def _final(
+    request: Request, services: Services, params: CallbackParams | None, response: Response
+) -> Response:
+    """This link's outcome is settled: the exchange kept for it has served its purpose.
+    (One kept for another link stays: that link may still need it.)"""
+    kept = request.cookies.get(KEPT_COOKIE)
+    if params is not None and kept and holds_kept(services.store.keyring, params, kept):
+        response.set_cookie(
+            KEPT_COOKIE, "", max_age=0, path="/callback", secure=not request.is_local
+        )
+    return response
 
 
 def _provision(
@@ -97,22 +136,6 @@ def _provision(
     continue_later(services, inst.configuration_id, report)  # the queue finishes the rest
     done = [p.name or p.project_id for p in report.projects if p.complete]
     return replace(result, projects=done, pending=report.pending)
-
-
-def _verified(request: Request, services: Services, got: str, wanted: str) -> Response:
-    """The configuration page's re-verification came back: open a session if it matches."""
-    if got != wanted:
-        err = InstallError(403, "mismatch", "You signed in to a different installation.")
-        return error_page(err, services.settings)
-    response = Response.redirect(configure_url(wanted))
-    response.set_cookie(
-        SESSION_COOKIE,
-        session.issue(services.store.keyring, wanted),
-        max_age=SESSION_TTL_S,
-        path="/configure",
-        secure=not request.is_local,
-    )
-    return response
 
 
 app = endpoint(_handle, name="callback", exception_handlers=PAGE_ERRORS)

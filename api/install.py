@@ -1,31 +1,33 @@
-"""GET /install: start an external install ("Add to Vercel") with a one-time state.
+"""GET /install: start an external install ("Add to Vercel") with a signed state.
 
-The state is unguessable, single use, valid ten minutes and bound to this browser by an
-HttpOnly cookie, so a callback carrying it can only complete in the browser that began.
-`?configurationId=` marks a re-verification started by the configuration page.
+The state is signed, not stored: issuing it writes nothing, so anonymous traffic costs no
+KV. It is bound to this browser by the digest of a random nonce kept in an HttpOnly
+cookie, valid ten minutes, and marked used when the callback claims its code
+(`lib.install`), so a callback carrying it completes once, in the browser that began.
 """
 
 from lib.app import get_services
 from lib.install import STATE_COOKIE, STATE_TTL_S, start_install
 from lib.vercel.models import CONFIGURATION_ID
 from lib.web.pages.errors import PAGE_ERRORS
+from lib.web.urls import configure_url
 from lib.web.wsgi import HTTPError, Request, Response, endpoint
 
 
 def _handle(request: Request) -> Response:
-    # HEAD too is refused, as `Allow` says: it would issue a state (a KV write) for a
-    # request that can never complete an install.
+    # HEAD too is refused, as `Allow` says: it can never complete an install.
     if request.method != "GET":
         raise HTTPError(405, "Use GET.", headers={"Allow": "GET"})
     cfg = request.arg("configurationId")
-    if cfg is not None and not CONFIGURATION_ID.fullmatch(cfg):
-        raise HTTPError(400, "The parameter 'configurationId' is not valid.")
+    if cfg is not None:
+        # A link from before the configuration page used Sign in with Vercel: that page
+        # proves who the visitor is now, and an install flow must never be the way.
+        if not CONFIGURATION_ID.fullmatch(cfg):
+            raise HTTPError(400, "The parameter 'configurationId' is not valid.")
+        return Response.redirect(configure_url(cfg))
     services = get_services()
     url, nonce = start_install(
-        services.store,
-        services.settings,
-        nonce=request.cookies.get(STATE_COOKIE),
-        configuration_id=cfg,
+        services.store.keyring, services.settings, nonce=request.cookies.get(STATE_COOKIE)
     )
     response = Response.redirect(url)
     response.set_cookie(

@@ -17,26 +17,37 @@ lost team ids. So:
   one request exchanges it, then "done:<digest of the configurationId>" for the code's 30-minute life).
   A second request for the same code never reaches Vercel: it waits for the first one's
   outcome, or finds it recorded, and shows the install as done;
-* a `state` is consumed on first sight. One presented wrongly (expired, from another
-  browser) stays burned; one consumed by a request that then failed for another reason
-  (Vercel down, a forged configuration id) is put back, so reloading works;
+* the `state` of an install we started (`/install`) costs nothing to issue: it is signed,
+  not stored (`v1.<expiry>.<id>.<browser>.<mac>`, HMAC-SHA256 under a key derived from
+  the encryption key; `browser` is a digest of the random nonce in this browser's
+  HttpOnly cookie). A forged one is refused before KV is asked. It is marked used in
+  the transaction that claims the code (for the rest of its ten minutes); one presented
+  wrongly (expired, from another browser) stays used; one used by a request that then
+  failed for another reason (Vercel down, a forged configuration id) is given back, so
+  reloading works;
 * the token must belong to the configuration the browser claims, and to its team when the
   link names one (Vercel turned personal accounts into teams, and no source pins whether
   the Redirect URL then carries `teamId`: the token's team is authoritative);
 * the installation record, its owner index, its new secrets, its place in the pending
   set (provisioning clears it) and the code's "done" mark are written in one
   transaction, so a failure leaves nothing behind and an interrupted provisioning is
-  resumed by the sweep.
+  resumed by the sweep;
+* a completed install is never lost to a KV failure after the code was spent: what the
+  exchange returned is sealed (AES-GCM, bound to the link's configuration id and code,
+  15 minutes) into an HttpOnly cookie scoped to /callback, so a retry of the same link
+  stores the installation without a new code (`Unsaved`, `KEPT_COOKIE`).
 
 KV round trips for a successful first callback: one transaction before the exchange
-(claim the code, read the existing record, take the state) and one after it. A repeat
-of a finished callback costs the first one alone, and no call to Vercel.
+(claim the code, read the existing record, mark the state used) and one after it. A
+repeat of a finished callback costs the first one alone, and no call to Vercel.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -45,6 +56,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from lib.crypto import CryptoError, Keyring
 from lib.deadline import Deadline
 from lib.kv.client import KVError
 from lib.kv.records import Installation
@@ -67,13 +79,17 @@ from lib.vercel.oauth import exchange_code
 from lib.vercel.transport import call_timeout
 
 __all__ = [
+    "KEPT_COOKIE",
+    "KEPT_TTL_S",
     "STATE_COOKIE",
     "STATE_TTL_S",
     "CallbackOutcome",
     "CallbackParams",
     "InstallError",
     "InstallResult",
+    "Unsaved",
     "complete_install",
+    "holds_kept",
     "parse_callback",
     "safe_next",
     "start_install",
@@ -83,6 +99,9 @@ log = get_logger("install")
 
 STATE_TTL_S = 600
 STATE_COOKIE = "vi_install"
+# What an exchange returned, kept sealed in the browser while KV could not store it.
+KEPT_COOKIE = "vi_kept"
+KEPT_TTL_S = 15 * 60
 # A code "is valid for 30 minutes" (vercel-api.md §1.3): its outcome is remembered as long.
 _WAIT_FOR_PEER_S = 8.0
 _POLL_S = 0.1
@@ -92,9 +111,14 @@ _PATTERNS = {
     "configurationId": CONFIGURATION_ID,
     "teamId": re.compile(r"team_[A-Za-z0-9]{1,64}"),
     "source": re.compile(r"[A-Za-z0-9_-]{1,64}"),
-    "state": re.compile(r"[A-Za-z0-9_-]{16,128}"),
+    # Loose on purpose: a state of another form (an earlier version's) is refused as
+    # "expired" with the way to start again, not as a broken link.
+    "state": re.compile(r"[A-Za-z0-9._-]{16,160}"),
 }
 _NONCE = re.compile(r"[A-Za-z0-9_-]{32,64}")
+_STATE = re.compile(
+    r"v1\.(?P<exp>[0-9]{1,12})\.[A-Za-z0-9_-]{16}\.(?P<browser>[A-Za-z0-9_-]{22})\.(?P<mac>[A-Za-z0-9_-]{43})"
+)
 # The claim key of a code whose link named no configuration (never a real id: Vercel's
 # ids are `icfg_` and alphanumerics only).
 _UNNAMED = "icfg_-unnamed"
@@ -109,6 +133,10 @@ _DEFAULT_PORTS = {"https": 443, "http": 80}
 _UNSAFE = frozenset('\\"<>`{}|^')
 
 
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
 class InstallError(Exception):
     """A callback that cannot complete. `status` and `kind` choose the page shown; `next`
     is the link's checked `next` (None when it had none or it was refused), so the page
@@ -120,6 +148,26 @@ class InstallError(Exception):
         self.kind = kind
         self.message = message
         self.next = next
+
+
+class Unsaved(InstallError):
+    """The code was spent at Vercel but KV failed before the installation was stored.
+
+    `kept` is what the exchange returned, sealed, for the `KEPT_COOKIE` (None when the
+    browser already has it: a retry that failed again). Never logged or shown: it leaves
+    only as that cookie."""
+
+    def __init__(self, kept: str | None, *, next: str | None = None) -> None:
+        super().__init__(
+            503,
+            "unsaved",
+            "Vercel completed the install, but we could not save it yet.",
+            next=next,
+        )
+        self.kept = kept
+
+    def __repr__(self) -> str:  # the sealed value stays out of every log line
+        return f"Unsaved(kept={'…' if self.kept else None})"
 
 
 @dataclass(frozen=True)
@@ -147,22 +195,21 @@ class InstallResult:
 
 @dataclass(frozen=True)
 class CallbackOutcome:
-    """What `complete_install` did: the result to show; the installation it stored and
-    the install state it consumed (both None when an earlier request with the same code
-    completed the install: nothing was exchanged or written then)."""
+    """What `complete_install` did: the result to show, and the installation it stored
+    (None when an earlier request with the same code completed the install: nothing was
+    exchanged or written then)."""
 
     result: InstallResult
     installation: Installation | None = None
-    state: dict[str, Any] | None = None
 
-    @property
-    def reverified(self) -> str | None:
-        """The configuration a configuration page asked Vercel to vouch for, when a token
-        was exchanged just now (only then does a state come back)."""
-        if self.installation is None or self.state is None:
-            return None
-        wanted = self.state.get("configurationId")
-        return None if wanted is None else str(wanted)
+
+@dataclass(frozen=True)
+class _State:
+    """A signed install state whose MAC verified: when it expires, whose browser it is."""
+
+    raw: str
+    expires: int
+    browser: str
 
 
 def safe_next(value: str | None, dashboard_url: str) -> str | None:
@@ -274,14 +321,60 @@ def _cancelled(query: dict[str, list[str]]) -> InstallError:
     )
 
 
-def _browser_hash(nonce: str) -> str:
-    return hashlib.sha256(nonce.encode()).hexdigest()
+def _state_key(keyring: Keyring) -> bytes:
+    return keyring.derive("install-state")
 
 
-def start_install(
-    store: Store, settings: Settings, *, nonce: str | None, configuration_id: str | None = None
-) -> tuple[str, str]:
-    """Issue a one-time state bound to this browser. Returns (redirect URL, cookie nonce).
+def _browser(nonce: str) -> str:
+    """What a state says of its browser: a digest of the cookie's nonce, not the nonce."""
+    return _b64(hashlib.sha256(b"install-browser:" + nonce.encode()).digest()[:16])
+
+
+def _state_mac(key: bytes, body: str) -> str:
+    return _b64(hmac.new(key, body.encode(), hashlib.sha256).digest())
+
+
+def issue_state(keyring: Keyring, nonce: str, *, now: float | None = None) -> str:
+    """A state for one external install: `v1.<expiry>.<id>.<browser>.<mac>`. The random id
+    keeps two tabs' states (same cookie, same second) apart, so each is used once."""
+    expires = int(time.time() if now is None else now) + STATE_TTL_S
+    body = f"v1.{expires}.{_b64(secrets.token_bytes(12))}.{_browser(nonce)}"
+    return f"{body}.{_state_mac(_state_key(keyring), body)}"
+
+
+def _signed_state(keyring: Keyring, raw: str) -> _State:
+    """The state if we signed it (any age, any browser: those are checked once the code
+    is ours, so a reload of a finished link is still answered as done). A forged or
+    unreadable one is refused here, before KV or Vercel is asked."""
+    match = _STATE.fullmatch(raw)
+    body = raw.rpartition(".")[0]
+    if match is None or not hmac.compare_digest(
+        _state_mac(_state_key(keyring), body).encode(), match["mac"].encode()
+    ):
+        raise InstallError(400, "bad_state", "This install link has expired or is not valid.")
+    return _State(raw, int(match["exp"]), match["browser"])
+
+
+def _state_life(state: _State | None) -> int:
+    """Whole seconds the state has left (0: none, or expired)."""
+    if state is None:
+        return 0
+    return max(0, state.expires - int(time.time()))
+
+
+def _check_state(state: _State, claim: InstallClaim, nonce: str | None) -> None:
+    """This browser began the install, within ten minutes, and the state was not used."""
+    if not nonce or not _NONCE.fullmatch(nonce):
+        raise InstallError(400, "bad_state", "This install was started in another browser.")
+    if not hmac.compare_digest(state.browser.encode(), _browser(nonce).encode()):
+        raise InstallError(400, "bad_state", "This install was started in another browser.")
+    if not state.expires > time.time() or not claim.state_fresh:
+        raise InstallError(400, "bad_state", "This install link has expired or was already used.")
+
+
+def start_install(keyring: Keyring, settings: Settings, *, nonce: str | None) -> tuple[str, str]:
+    """A signed state bound to this browser. Returns (redirect URL, cookie nonce). Writes
+    nothing: anonymous traffic costs no KV (issue 11, invariant 7).
 
     The browser's nonce is reused when it already has a valid one, so two tabs
     installing at once both work.
@@ -289,14 +382,51 @@ def start_install(
     slug = settings.require("integration_slug")
     if nonce is None or not _NONCE.fullmatch(nonce):
         nonce = secrets.token_urlsafe(32)
-    state = secrets.token_urlsafe(24)
-    payload: dict[str, Any] = {"browser": _browser_hash(nonce), "issued": int(time.time())}
-    if configuration_id:
-        payload["configurationId"] = configuration_id
-    if not store.put_state(state, payload, STATE_TTL_S):  # pragma: no cover - 192-bit collision
-        raise InstallError(503, "unavailable", "Could not start the install; please retry.")
+    state = issue_state(keyring, nonce)
     url = f"{settings.dashboard_url}/integrations/{slug}/new?{urlencode({'state': state})}"
     return url, nonce
+
+
+def _kept_aad(params: CallbackParams) -> str:
+    """Binds a kept exchange to the link's configuration and code: it opens only on a
+    retry of the same callback URL."""
+    code = hashlib.sha256(params.code.encode()).hexdigest()[:32]
+    return f"kept:{params.configuration_id or _UNNAMED}:{code}"
+
+
+def _keep(keyring: Keyring, params: CallbackParams, token: OAuthToken) -> str:
+    payload = {
+        "exp": int(time.time()) + KEPT_TTL_S,
+        "access_token": token.access_token.get_secret_value(),
+        "token_type": token.token_type,
+        "installation_id": token.installation_id,
+        "user_id": token.user_id,
+        "team_id": token.team_id,
+    }
+    return keyring.seal(json.dumps(payload, separators=(",", ":")), aad=_kept_aad(params))
+
+
+def _kept(keyring: Keyring, params: CallbackParams, kept: str | None) -> OAuthToken | None:
+    """The exchange kept for this link, when the cookie opens and is still fresh."""
+    if not kept:
+        return None
+    try:
+        payload = json.loads(keyring.open_text(kept, aad=_kept_aad(params)))
+        if not payload["exp"] > time.time():
+            return None
+        token = OAuthToken.model_validate(payload)
+    except (CryptoError, ValueError, TypeError, KeyError):
+        return None
+    if params.configuration_id not in (None, token.installation_id):
+        return None
+    register_secret(token.access_token.get_secret_value())
+    return token
+
+
+def holds_kept(keyring: Keyring, params: CallbackParams, kept: str | None) -> bool:
+    """Whether `kept` is the exchange kept for this very link (then, once the link's
+    outcome is final, the browser can drop it)."""
+    return _kept(keyring, params, kept) is not None
 
 
 def complete_install(
@@ -307,21 +437,31 @@ def complete_install(
     spec: Spec,
     nonce: str | None,
     deadline: Deadline,
+    kept: str | None = None,
     transport: Any = None,
 ) -> CallbackOutcome:
-    """Exchange the code and store the installation."""
+    """Exchange the code (or take the exchange `kept` by an earlier attempt at this very
+    link) and store the installation. Raises `InstallError`; `Unsaved` when KV failed
+    after the code was spent."""
     named = params.configuration_id
     # A link without `configurationId` claims its code under a placeholder: the code
     # and the state are what the claim protects, and the installation is read again
     # once the token names it.
     cfg = named or _UNNAMED
     redirect_uri = settings.require("redirect_uri")
+    state = _signed_state(store.keyring, params.state) if params.state else None
+    # The state was checked when the kept exchange was made: a retry does not need it.
+    resumed = _kept(store.keyring, params, kept)
+    if resumed is not None:
+        state = None
     # Atomic, not merely pipelined: see `Store.claim_install`.
-    claim = store.claim_install(params.code, cfg, params.state)
+    claim = store.claim_install(params.code, cfg, params.state, _state_life(state))
 
-    if not claim.ours:
+    # A retry with the kept exchange finds the code "pending" when the failed attempt
+    # could not give its claim back (KV was down): that claim is its own.
+    if not claim.ours and not (resumed is not None and claim.peer == "pending"):
         # A refresh, a double click, two tabs: another request has this code. Its
-        # outcome is ours; this request used nothing (a state it took goes back).
+        # outcome is ours; this request used nothing (a state it marked goes back).
         _undo(store, claim, release_code=False, restore_state=True)
         try:
             _await_peer(store, claim, deadline)
@@ -334,42 +474,35 @@ def complete_install(
 
     try:
         existing = store.claimed_installation(claim) if named else None
-        state_payload = _check_state(claim.state, nonce) if params.state else None
+        if state is not None:
+            _check_state(state, claim, nonce)
         if claim.gone:
             raise _removed()  # uninstalled: never spend the code on it
-        exchange_deadline = deadline.within(settings.vercel_timeout_s)
-        token = _exchange(params, settings, redirect_uri, existing, exchange_deadline, transport)
-        if token is not None and named is None:
-            log.info(
-                "callback without configurationId: the token's installation is used",
-                extra={"configuration_id": token.installation_id},
+        if resumed is not None:
+            token: OAuthToken | None = resumed
+            log.info("install resumed from the kept exchange", extra={"configuration_id": cfg})
+        else:
+            exchange_deadline = deadline.within(settings.vercel_timeout_s)
+            token = _exchange(
+                params, settings, redirect_uri, existing, exchange_deadline, transport
             )
-            cfg = token.installation_id
-            params = replace(params, configuration_id=cfg)
-            existing = store.get_installation(cfg)
         if token is None:
             # The code was used before we kept a record of it (or that record expired),
             # and the installation exists: the install worked. Nothing is written.
             _undo(store, claim, release_code=True, restore_state=True)
             return CallbackOutcome(InstallResult(cfg, params.next, already_installed=True))
-        access = token.access_token.get_secret_value()
-        register_secret(access)
-        configuration = _read_configuration(access, token, settings, deadline, transport)
-        inst = _installation(params, token, store.seal_token(cfg, access), configuration, existing)
-        moved = existing is not None and existing.owner_id != inst.owner_id
         try:
-            store.complete_install(
-                claim,
-                inst,
-                secrets=spec.mint_secrets(),
-                former_owner=existing.owner_id if existing is not None and moved else None,
-                # Pending until the callback's provisioning finishes, so the sweep resumes
-                # an interrupted one. (A configuration page's re-verification of a stored
-                # installation provisions nothing; a new one is stored pending anyway.)
-                pending=state_payload is None or "configurationId" not in state_payload,
+            inst, existing = _store(
+                params, token, claim, existing, store, settings, spec, deadline, transport
             )
-        except Gone:
-            raise _removed() from None  # the uninstall landed during the exchange
+        except KVError:
+            # The code is spent: keep what it bought in this browser (unless it has it).
+            log.warning(
+                "installation not saved: KV failed after the exchange; kept for a retry",
+                extra={"configuration_id": token.installation_id},
+            )
+            sealed = None if resumed is not None else _keep(store.keyring, params, token)
+            raise Unsaved(sealed) from None
     except InstallError as exc:
         _undo(store, claim, release_code=True, restore_state=exc.kind != "bad_state")
         exc.next = exc.next or params.next
@@ -380,16 +513,55 @@ def complete_install(
     log.info(
         "installation stored",
         extra={
-            "configuration_id": cfg,
+            "configuration_id": inst.configuration_id,
             "team": bool(inst.team_id),
             "refreshed": existing is not None,
         },
     )
     return CallbackOutcome(
-        InstallResult(cfg, params.next, already_installed=existing is not None),
+        InstallResult(inst.configuration_id, params.next, already_installed=existing is not None),
         inst,
-        state_payload,
     )
+
+
+def _store(
+    params: CallbackParams,
+    token: OAuthToken,
+    claim: InstallClaim,
+    existing: Installation | None,
+    store: Store,
+    settings: Settings,
+    spec: Spec,
+    deadline: Deadline,
+    transport: Any,
+) -> tuple[Installation, Installation | None]:
+    """Store what the token bought; returns it and the installation it refreshed."""
+    if params.configuration_id is None:
+        log.info(
+            "callback without configurationId: the token's installation is used",
+            extra={"configuration_id": token.installation_id},
+        )
+        params = replace(params, configuration_id=token.installation_id)
+        existing = store.get_installation(token.installation_id)
+    access = token.access_token.get_secret_value()
+    register_secret(access)
+    configuration = _read_configuration(access, token, settings, deadline, transport)
+    cfg = token.installation_id
+    inst = _installation(params, token, store.seal_token(cfg, access), configuration, existing)
+    moved = existing is not None and existing.owner_id != inst.owner_id
+    try:
+        store.complete_install(
+            claim,
+            inst,
+            secrets=spec.mint_secrets(),
+            former_owner=existing.owner_id if existing is not None and moved else None,
+            # Pending until the callback's provisioning finishes, so the sweep resumes
+            # an interrupted one (issue 11, invariant 6).
+            pending=True,
+        )
+    except Gone:
+        raise _removed() from None  # the uninstall landed during the exchange
+    return inst, existing
 
 
 def _removed() -> InstallError:
@@ -467,45 +639,15 @@ def _exchange(
     return token
 
 
-def _check_state(raw: str | None, nonce: str | None) -> dict[str, Any]:
-    expired = InstallError(400, "bad_state", "This install link has expired or was already used.")
-    if raw is None:
-        raise expired
-    try:
-        payload = json.loads(raw)
-        issued = float(payload["issued"])
-        browser = str(payload["browser"])
-    except (ValueError, TypeError, KeyError):
-        raise expired from None
-    if not nonce or not _NONCE.fullmatch(nonce):
-        raise InstallError(400, "bad_state", "This install was started in another browser.")
-    if not secrets.compare_digest(browser, _browser_hash(nonce)):
-        raise InstallError(400, "bad_state", "This install was started in another browser.")
-    if not issued + STATE_TTL_S > time.time():
-        raise expired
-    return dict(payload)
-
-
-def _state_ttl_left(raw: str | None) -> int:
-    """Whole seconds a taken state still had to live (0 when unreadable or expired)."""
-    try:
-        issued = float(json.loads(raw or "")["issued"])
-    except (ValueError, TypeError, KeyError):
-        return 0
-    left = issued + STATE_TTL_S - time.time()
-    return int(left) if left >= 1 else 0
-
-
 def _undo(store: Store, claim: InstallClaim, *, release_code: bool, restore_state: bool) -> None:
-    """Give back what the claim took (the code, the state).
+    """Give back what the claim took (the code, the state's "used" mark).
 
     Best effort: it runs on the way out of a failure, often because KV itself failed, and
     must not hide that failure. What it can't undo expires: the code's claim after
-    `CODE_CLAIM_TTL_S`, the state after its TTL.
+    `CODE_CLAIM_TTL_S`, the state's mark with the state.
     """
-    ttl = _state_ttl_left(claim.state) if restore_state else 0
     with contextlib.suppress(KVError):
-        store.undo_install_claim(claim, release_code=release_code, restore_state_for_s=ttl)
+        store.undo_install_claim(claim, release_code=release_code, restore_state=restore_state)
 
 
 def _await_peer(store: Store, claim: InstallClaim, deadline: Deadline) -> None:

@@ -19,8 +19,10 @@ with a reader for the old form.
     p:projects:<configurationId>  HASH projectId -> JSON provisioning record
     p:pending                     ZSET configurationId -> when work was left unfinished
     p:event:<eventId>             dedupe mark: "processing:<lease id>" (60 s) or "done" (48 h)
-    p:state:<id>                  one-time install state, JSON {"browser", "issued",
-                                  ["configurationId"]} (consumed with GETDEL)
+    p:state:<sha256(state)[:32]>  "used": a signed install state (lib.install) was spent,
+                                  for the rest of its life. (Earlier versions kept the state
+                                  itself here, as JSON under its own id, for 10 minutes; no
+                                  longer read, it expires by itself.)
     p:code:<sha256(code)[:32]>    claim on an install code: "pending" while one request
                                   exchanges it (60 s), then "done:<sha256(cfg)[:24]>" (30 min)
     p:gone:<sha256(cfg)[:32]>     uninstall tombstone, "1", for `GONE_TTL_S` (72 h): named by
@@ -59,7 +61,6 @@ a transport failure) except where its docstring says why not.
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets as _secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -131,6 +132,7 @@ _EVENT_DONE = "done"
 _LEASE = "processing:"
 _CODE_PENDING = "pending"
 _CODE_DONE = "done:"
+_STATE_USED = "used"
 
 
 class Gone(Exception):
@@ -177,18 +179,19 @@ class EventClaim:
 
 @dataclass(frozen=True)
 class InstallClaim:
-    """The outcome of `Store.claim_install`: the code's claim and the state it consumed.
+    """The outcome of `Store.claim_install`: the code's claim and the state it marked used.
 
     `ours` is False when another request already holds the code; `peer` then says where
-    it stood. `state` is the raw one-time state taken (None when there was none or it was
-    used), kept raw so that `Store.undo_install_claim` can put it back byte for byte; the
-    installation already stored is read with `Store.claimed_installation`.
+    it stood. `state_fresh` is True when this claim marked the install state used (False:
+    there was none, it had expired, or it was used before), so that
+    `Store.undo_install_claim` gives back only a mark of its own; the installation
+    already stored is read with `Store.claimed_installation`.
     """
 
     configuration_id: str
     ours: bool
     peer: CodeProgress
-    state: str | None
+    state_fresh: bool
     gone: bool
     _code_key: str
     _state_key: str | None
@@ -611,39 +614,38 @@ class Store:
 
     # -- one-time states and install codes ----------------------------------------------------
 
-    def put_state(self, state_id: str, payload: Mapping[str, Any], ttl_s: int) -> bool:
-        """Store a one-time state; False if the id already exists (never overwrite)."""
-        ok = self.kv.call(
-            "SET", self.key("state", state_id), json.dumps(payload), "NX", "EX", ttl_s
-        )
-        return set_succeeded(ok)
-
-    def claim_install(self, code: str, configuration_id: str, state_id: str | None) -> InstallClaim:
-        """Claim an install code, read the installation and consume the one-time state, in
-        one transaction: two requests with the same link must not split the code's claim
-        and the state between them (each would then refuse the other). Not retried: the
-        GETDEL of a replay would find the state gone."""
+    def claim_install(
+        self, code: str, configuration_id: str, state: str | None, state_ttl_s: int = 0
+    ) -> InstallClaim:
+        """Claim an install code, read the installation and mark the signed install state
+        used (for `state_ttl_s`, its remaining life; not when 0), in one transaction: two
+        requests with the same link must not split the code's claim and the state between
+        them (each would then refuse the other). Not retried: the replay of a mark that
+        was set would read as "already used"."""
         code_key = self._code_key(code)
-        state_key = self.key("state", state_id) if state_id else None
+        state_key = self._state_key(state) if state and state_ttl_s > 0 else None
         commands: list[_Cmd] = [
             ["SET", code_key, _CODE_PENDING, "NX", "GET", "EX", CODE_CLAIM_TTL_S],
             ["GET", self.key("inst", configuration_id)],
+            ["EXISTS", self.gone_key(configuration_id)],
         ]
-        commands.append(["EXISTS", self.gone_key(configuration_id)])
         if state_key:
-            commands.append(["GETDEL", state_key])
+            commands.append(["SET", state_key, _STATE_USED, "NX", "EX", state_ttl_s])
         replies = self.kv.transaction(commands)
         previous, existing_raw = replies[0], replies[1]
         return InstallClaim(
             configuration_id=configuration_id,
             ours=previous is None,
             peer=self._progress(previous, configuration_id),
-            state=replies[3] if state_key else None,
+            state_fresh=bool(state_key) and set_succeeded(replies[3]),
             gone=bool(replies[2]),
             _code_key=code_key,
             _state_key=state_key,
             _existing_raw=existing_raw,
         )
+
+    def _state_key(self, state: str) -> str:
+        return self.key("state", hashlib.sha256(state.encode()).hexdigest()[:32])
 
     def claimed_installation(self, claim: InstallClaim) -> Installation | None:
         """The installation stored when the code was claimed (raises `StoreError`)."""
@@ -667,15 +669,15 @@ class Store:
         return "mismatch" if text.startswith(_CODE_DONE) else "gone"
 
     def undo_install_claim(
-        self, claim: InstallClaim, *, release_code: bool, restore_state_for_s: int
+        self, claim: InstallClaim, *, release_code: bool, restore_state: bool
     ) -> None:
         """Give back what `claim_install` took, in one round trip: the code (when
-        `release_code`) and the state for its remaining lifetime (when > 0)."""
+        `release_code`) and the state's "used" mark this claim set (when `restore_state`)."""
         commands: list[_Cmd] = []
         if release_code:
             commands.append(["DEL", claim._code_key])
-        if claim._state_key and claim.state is not None and restore_state_for_s > 0:
-            commands.append(["SET", claim._state_key, claim.state, "NX", "EX", restore_state_for_s])
+        if restore_state and claim._state_key and claim.state_fresh:
+            commands.append(["DEL", claim._state_key])
         if commands:
             self.kv.pipeline(commands, idempotent=True)
 
@@ -694,8 +696,7 @@ class Store:
         was uninstalled meanwhile (nothing is written then, the code is not marked).
 
         A new installation (none was stored at the claim) is always stored pending, so
-        the sweep provisions it whichever flow brought it (a configuration page's
-        re-verification that Vercel completed on another scope included). The refreshed
+        the sweep provisions it whichever flow brought it. The refreshed
         record is written blindly, not compared: it is Vercel's answer of this moment."""
         cfg = installation.configuration_id
         writes = self._installation_writes(installation)

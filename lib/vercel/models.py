@@ -57,9 +57,11 @@ __all__ = [
     "TeamMembership",
 ]
 
-# An integration configuration's id as Vercel issues it (`icfg_` and 24 alphanumerics
-# today; bounded, not fixed, so a longer id stays valid). Match with `fullmatch`.
-CONFIGURATION_ID = re.compile(r"icfg_[A-Za-z0-9]{1,64}")
+# An integration configuration's id as Vercel issues it: `icfg_` and 24 alphanumerics
+# (the examples in Vercel's OpenAPI, e.g. `icfg_3bwCLgxL8qt5kjRLcv2Dit7F`). The one
+# pattern every entry point checks (callback, configuration page, /provision) before it
+# spends a Vercel call or a KV read on an id. Match with `fullmatch`.
+CONFIGURATION_ID = re.compile(r"icfg_[A-Za-z0-9]{24}")
 
 EnvTarget = Literal["production", "preview", "development"]
 # `secret` is legacy: responses may still carry it, create refuses it.

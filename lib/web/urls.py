@@ -10,15 +10,10 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-__all__ = ["configure_url", "reverify_url"]
+__all__ = ["configure_url"]
 
 
 def configure_url(configuration_id: str, *, done: str | None = None) -> str:
     """The configuration page of one installation (`done` names the notice to show)."""
     url = f"/configure?configurationId={quote(configuration_id, safe='')}"
     return f"{url}&done={quote(done, safe='')}" if done else url
-
-
-def reverify_url(configuration_id: str) -> str:
-    """`/install` for a configuration page visitor Vercel must vouch for again."""
-    return f"/install?configurationId={quote(configuration_id, safe='')}"

@@ -275,7 +275,9 @@ def test_install_through_the_emulator_pages(
     assert store.all_installations() == [cfg]
     assert store.pending() == []  # provisioning finished within the callback
     assert set(store.get_secrets(cfg)) == {"api_key"}
-    assert e2e.kv_keys("vi:state:*") == []  # the state was used up
+    # Our state is marked used for the rest of its life; a marketplace install had none.
+    marks = [kv_dump(e2e)[k] for k in e2e.kv_keys("vi:state:*")]
+    assert marks == (["used"] if started == "ours" else [])
 
     # The token: sealed, opens with our key only, and is the real one Vercel issued.
     token = store.token(inst)
@@ -435,8 +437,87 @@ def test_concurrent_double_callback_exchanges_once(
     assert oauth_calls(e2e) == 1
     assert len(installations(e2e)) == 1
     assert store_of(e2e).installations_for_owner(w.team) == [installations(e2e)[0].configuration_id]
-    assert e2e.kv_keys("vi:state:*") == []
+    assert len(e2e.kv_keys("vi:state:*")) == 1  # marked used once
     assert_no_secret(results, tokens(e2e))
+
+
+def travel(e2e: Any, monkeypatch: pytest.MonkeyPatch, seconds: int) -> None:
+    """Move every clock the install flow reads `seconds` ahead: the emulator's (codes),
+    the KV's (each key's remaining TTL shortened, the expired deleted) and lib.install's
+    (signed states)."""
+    import time as real
+    import types
+
+    import lib.install
+
+    e2e.emulator.advance_clock(seconds)
+    backend = e2e.kv.gateway.backend
+    for key in e2e.kv_keys():
+        left = int(backend.execute([b"PTTL", key.encode()]))
+        if left < 0:
+            continue  # no TTL
+        if left <= seconds * 1000:
+            backend.execute([b"DEL", key.encode()])
+        else:
+            backend.execute([b"PEXPIRE", key.encode(), str(left - seconds * 1000).encode()])
+    clock = types.SimpleNamespace(
+        time=lambda: real.time() + seconds, sleep=real.sleep, monotonic=real.monotonic
+    )
+    monkeypatch.setattr(lib.install, "time", clock)
+
+
+def test_a_used_code_reloaded_twenty_minutes_later_still_lands_on_next(
+    e2e: Any, browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Vercel's codes live 30 minutes, so a reload (a restored tab, the history) can come
+    long after the install: 20 minutes on, our state has expired, yet the reload is still
+    answered as done, from our memory of the code, without asking Vercel."""
+    w = world(e2e)
+    callback_url = browser.authorize(w.user, start=browser.start())
+    next_url = dict(parse_qsl(urlsplit(callback_url).query))["next"]
+    assert browser.follow(callback_url)[0].status_code == 302
+
+    travel(e2e, monkeypatch, 20 * 60)
+    again = browser.get(callback_url)
+
+    assert again.status_code == 302, again.text[:300]
+    assert again.headers["location"] == next_url
+    assert oauth_calls(e2e) == 1
+    assert len(installations(e2e)) == 1
+
+
+def test_the_opening_claim_is_one_transaction(e2e: Any, browser: Browser) -> None:
+    """The callback's opening round trip (claim the code, read the installation, mark the
+    state used) is one MULTI/EXEC: Upstash runs only `/multi-exec` atomically (a
+    `/pipeline` may interleave with other clients). The gateway parks the first click's
+    opening transaction before any of it runs; meanwhile a second click on the same link
+    sees nothing half-claimed, completes the install, and, once released, the first one
+    finds the finished outcome: both land on `next`, one exchange, one installation."""
+    w = world(e2e)
+    callback_url = browser.authorize(w.team, start=browser.start())
+    next_url = dict(parse_qsl(urlsplit(callback_url).query))["next"]
+    gateway = e2e.kv.gateway
+    first: list[httpx.Response] = []
+
+    def click() -> None:
+        with httpx.Client(timeout=30, cookies=browser.client.cookies) as client:
+            first.append(client.get(callback_url))
+
+    with gateway.hold(command="SET", key_glob="vi:code:*", path="/multi-exec") as opening:
+        held = threading.Thread(target=click)
+        held.start()
+        assert opening.wait_held(timeout=20), "the claim did not come as one transaction"
+        assert e2e.kv_keys() == []  # none of it ran: not the code's claim, not the mark
+        second = browser.get(callback_url)
+        assert second.status_code == 302
+        [inst] = installations(e2e)
+    held.join(30)
+
+    assert first[0].status_code == 302
+    assert {first[0].headers["location"], second.headers["location"]} == {next_url}
+    assert oauth_calls(e2e) == 1
+    assert installations(e2e) == [inst]
+    assert len(e2e.kv_keys("vi:state:*")) == 1
 
 
 def test_reinstall_on_the_same_scope_refreshes_the_token(e2e: Any, browser: Browser) -> None:
@@ -499,14 +580,14 @@ def test_state_from_another_browser_is_refused_and_burned(e2e: Any, browser: Bro
     it is burned: a leaked state can't be tried twice."""
     w = world(e2e)
     callback_url = browser.authorize(w.user, start=browser.start())
-    before = kv_dump(e2e)
-    [state_key] = e2e.kv_keys("vi:state:*")
+    assert e2e.kv_keys() == []  # nothing was stored for the state
 
     with httpx.Client(timeout=30) as other:
         refused = other.get(callback_url)
     assert "another browser" in is_page(refused, 400)
     assert oauth_calls(e2e) == 0
-    assert kv_dump(e2e) == {k: v for k, v in before.items() if k != state_key}
+    [mark] = e2e.kv_keys("vi:state:*")
+    assert kv_dump(e2e) == {mark: "used"}  # burned; the code's claim was given back
 
     # The rightful browser must start again; that works.
     assert "already used" in is_page(browser.get(callback_url), 400)
@@ -542,19 +623,21 @@ def test_callback_without_the_state_cookie_is_refused(e2e: Any, browser: Browser
     assert installations(e2e) == []
 
 
+def signed_state(e2e: Any, browser: Browser, *, issued: float) -> str:
+    """A state as /install would have signed it at `issued` for this browser."""
+    from lib.install import issue_state
+
+    browser.start()  # sets the browser's cookie
+    return issue_state(store_of(e2e).keyring, browser.client.cookies[STATE_COOKIE], now=issued)
+
+
 @pytest.mark.parametrize("age", [STATE_TTL_S + 1, STATE_TTL_S * 3])
 def test_expired_state_is_refused(e2e: Any, browser: Browser, age: int) -> None:
-    """The state's TTL lives in KV, and its issue time is checked too (a KV that kept it
-    longer, a clock that moved). An old `issued` is refused; nothing is exchanged."""
-    import hashlib
+    """The expiry is signed into the state: an old one is refused; nothing is exchanged."""
     import time
 
     w = world(e2e)
-    browser.start()  # sets the browser's cookie
-    nonce = browser.client.cookies[STATE_COOKIE]
-    state = "s" * 32
-    payload = {"browser": hashlib.sha256(nonce.encode()).hexdigest(), "issued": time.time() - age}
-    assert store_of(e2e).put_state(state, payload, STATE_TTL_S)
+    state = signed_state(e2e, browser, issued=time.time() - age)
     minted = e2e.emulator.mint_code(scope=w.user, state=state)
 
     refused = browser.get(minted["redirectUrl"])
@@ -565,19 +648,65 @@ def test_expired_state_is_refused(e2e: Any, browser: Browser, age: int) -> None:
 
 
 def test_state_near_its_end_is_still_accepted(e2e: Any, browser: Browser) -> None:
-    import hashlib
     import time
 
     w = world(e2e)
-    browser.start()
-    nonce = browser.client.cookies[STATE_COOKIE]
-    payload = {
-        "browser": hashlib.sha256(nonce.encode()).hexdigest(),
-        "issued": time.time() - STATE_TTL_S + 30,
-    }
-    assert store_of(e2e).put_state("t" * 32, payload, 30)
-    minted = e2e.emulator.mint_code(scope=w.user, state="t" * 32)
+    state = signed_state(e2e, browser, issued=time.time() - STATE_TTL_S + 30)
+    minted = e2e.emulator.mint_code(scope=w.user, state=state)
     assert browser.get(minted["redirectUrl"]).status_code == 302
+
+
+@pytest.mark.parametrize("part", ["exp", "id", "browser", "mac", "version", "old form"])
+def test_forged_state_is_refused_before_kv_or_vercel(e2e: Any, browser: Browser, part: str) -> None:
+    """Any change to a signed state breaks its MAC (a later expiry, another browser's
+    digest, …); so does a key it was not signed with. Refused with the way to start
+    again, without a KV request or a Vercel call. A state of the earlier stored form
+    (a random id) is refused the same way."""
+    import time
+
+    w = world(e2e)
+    state = signed_state(e2e, browser, issued=time.time())
+    version, exp, ident, digest, mac = state.split(".")
+    forged = {
+        "exp": f"{version}.{int(exp) + 3600}.{ident}.{digest}.{mac}",
+        "id": f"{version}.{exp}.{ident[::-1]}.{digest}.{mac}",
+        "browser": f"{version}.{exp}.{ident}.{'A' * 22}.{mac}",
+        "mac": f"{version}.{exp}.{ident}.{digest}.{mac[:-1]}{'A' if mac[-1] != 'A' else 'B'}",
+        "version": f"v2.{exp}.{ident}.{digest}.{mac}",
+        "old form": "s" * 32,
+    }[part]
+    minted = e2e.emulator.mint_code(scope=w.user, state=forged)
+    e2e.kv.gateway.reset_stats()
+
+    refused = browser.get(minted["redirectUrl"])
+
+    text = is_page(refused, 400)
+    assert "not valid" in text
+    assert 'href="/install"' in text
+    assert e2e.kv.gateway.stats()["requests"] == 0
+    assert oauth_calls(e2e) == 0
+    assert e2e.kv_keys() == []
+
+
+@pytest.mark.parametrize(
+    "cfg", ["icfg_abc", "icfg_" + "a" * 23, "icfg_" + "a" * 25, "icfg_" + "a" * 22 + "-_"]
+)
+def test_configuration_id_not_of_vercels_form_spends_nothing(
+    e2e: Any, browser: Browser, cfg: str
+) -> None:
+    """`icfg_` and 24 alphanumerics, or the link is refused before the code is spent."""
+    w = world(e2e)
+    minted = e2e.emulator.mint_code(scope=w.user)
+    assert minted["configurationId"].startswith("icfg_")
+    assert len(minted["configurationId"]) == 5 + 24
+    e2e.kv.gateway.reset_stats()
+
+    refused = browser.get(with_query(minted["redirectUrl"], configurationId=cfg))
+
+    assert "configurationId" in is_page(refused, 400)
+    assert oauth_calls(e2e) == 0
+    assert e2e.kv.gateway.stats()["requests"] == 0
+    assert e2e.emulator.state()["codes"]["unused"] == 1
 
 
 # ----------------------------------------------------------------- forged parameters
@@ -907,46 +1036,140 @@ def test_storage_down_at_the_start_is_a_503(e2e: Any, browser: Browser) -> None:
         failed = browser.get(callback_url)
     finally:
         e2e.kv.gateway.clear_faults()
-    assert "storage" in is_page(failed, 503)
+    text = is_page(failed, 503)
+    assert "storage" in text
+    assert "Nothing was lost" in text  # true: nothing was spent yet
+    assert 'href="">Retry' in text
     assert failed.headers["retry-after"].isdigit()
     assert oauth_calls(e2e) == 0
     assert [r.status_code for r in browser.follow(callback_url)] == [302, 200]
 
 
-def test_storage_failing_after_the_exchange_leaves_nothing(
-    e2e: Any, browser: Browser, monkeypatch: pytest.MonkeyPatch
+def set_cookies(response: httpx.Response) -> dict[str, dict[str, str]]:
+    """Each Set-Cookie of a response: name -> {"value": …, lower-cased attributes…}."""
+    out: dict[str, dict[str, str]] = {}
+    for name, header in response.headers.multi_items():
+        if name.lower() != "set-cookie":
+            continue
+        first, *attrs = [part.strip() for part in header.split(";")]
+        key, value = first.split("=", 1)
+        parsed = {"value": value}
+        for attr in attrs:
+            k, _, v = attr.partition("=")
+            parsed[k.lower()] = v
+        out[key] = parsed
+    return out
+
+
+def test_a_completed_install_survives_kv_failing_after_the_exchange(
+    e2e: Any, browser: Browser, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """The closing write (the store's guarded script) fails: the code is spent at
-    Vercel, but our claim on it and the state are given back, so a reload says "start
-    again", not "still busy"."""
-    from lib.kv.client import KVUnavailable
+    """Issue 11, invariant 5, with the gateway's faults: the code is spent at Vercel, then
+    KV fails the closing write (and everything after it). The page says so, with Retry;
+    what the exchange returned is kept sealed in an HttpOnly cookie for /callback only. A
+    reload during the outage says the same (never "still being completed"); once KV is
+    back, a reload stores the installation without a new code, provisions it, and sends
+    the browser on to `next`. The code was spent once."""
+    from lib.install import KEPT_COOKIE, KEPT_TTL_S
 
     w = world(e2e)
-    callback_url = browser.authorize(w.user, start=browser.start())
-    kv = store_of(e2e).kv
-    real = kv.call
-    calls: list[object] = []
+    callback_url = browser.authorize(w.team, start=browser.start())
+    query = dict(parse_qsl(urlsplit(callback_url).query))
+    cfg = query["configurationId"]
+    gateway = e2e.kv.gateway
+    answers: list[httpx.Response] = []
+    # The closing write: the one single-command request naming the record (the claim
+    # reads it inside its /multi-exec).
+    # (Cancelled, not released: no `with`, whose exit would let it run.)
+    closing = gateway.hold(key_glob=f"vi:inst:{cfg}", path="/")
+    click = threading.Thread(target=lambda: answers.append(browser.get(callback_url)))
+    click.start()
+    assert closing.wait_held(timeout=20)
+    assert exchanged_ok(e2e) == 1  # the code is spent
+    gateway.set_faults(error_rate=1.0, error_status=503)  # KV goes down
+    closing.cancel()  # the closing write fails without running (its retry too)
+    click.join(30)
+    [failed] = answers
 
-    def closing_fails(*args: Any, **kwargs: Any) -> Any:
-        if args and args[0] in ("EVAL", "EVALSHA"):
-            calls.append(args[0])
-            raise KVUnavailable("KV store unavailable (test)")
-        return real(*args, **kwargs)
+    text = is_page(failed, 503)
+    assert "not saved yet" in text
+    assert '<a class="button" href="">Retry</a>' in text  # this very URL, not echoed
+    assert "Nothing was lost" not in text
+    assert failed.headers["retry-after"].isdigit()
+    kept = set_cookies(failed)[KEPT_COOKIE]
+    assert kept["path"] == "/callback"
+    assert kept["max-age"] == str(KEPT_TTL_S)
+    assert kept["samesite"] == "Lax"
+    assert "httponly" in kept
+    assert kept["value"] not in text
+    assert installations(e2e) == []
 
-    monkeypatch.setattr(kv, "call", closing_fails)
-    before = kv_dump(e2e)
-    page = is_page(browser.get(callback_url), 503)
-    assert "storage" in page
-    # Honest: the code is spent, so the page sends the person back through Vercel (which
-    # issues a fresh code) and never claims that nothing was lost.
-    assert "could not be saved" in page
-    assert "start the install again from Vercel" in page
-    assert "Nothing was lost" not in page
-    assert len(calls) == 1
-    assert exchanged_ok(e2e) == 1
-    assert kv_dump(e2e) == before
-    monkeypatch.undo()
-    assert "already used or has expired" in is_page(browser.get(callback_url), 400)
+    # A reload while KV is still down: the same honest page, never "still being completed".
+    during = browser.get(callback_url)
+    text = is_page(during, 503)
+    assert "not saved yet" in text
+    assert "still being completed" not in text
+    assert 'href="">Retry' in text
+    assert KEPT_COOKIE not in set_cookies(during)  # the browser keeps what it has
+
+    gateway.clear_faults()  # KV is back
+    chain = browser.follow(callback_url)
+
+    assert [r.status_code for r in chain] == [302, 200]
+    assert chain[0].headers["location"] == query["next"]
+    assert set_cookies(chain[0])[KEPT_COOKIE]["max-age"] == "0"  # dropped: its work is done
+    assert KEPT_COOKIE not in browser.client.cookies
+    [inst] = installations(e2e)
+    assert inst.configuration_id == cfg
+    assert inst.owner_id == w.team
+    assert store_of(e2e).installations_for_owner(w.team) == [cfg]
+    assert sorted(provisioned_projects(e2e, cfg)) == sorted(w.projects[w.team])
+    assert oauth_calls(e2e) == 1  # spent once: no new code, no second exchange
+    assert e2e.emulator.state()["codes"]["unused"] == 0
+    token = store_of(e2e).token(inst)
+    assert token not in kept["value"]
+    assert_no_secret(browser.responses, [token])
+    logs = capfd.readouterr()
+    assert_no_secret_logged(logs.out + logs.err, [token, kept["value"]])
+
+    # And the link is done for good.
+    assert browser.get(callback_url).status_code == 302
+    assert oauth_calls(e2e) == 1
+
+
+def test_a_kept_exchange_opens_only_for_its_own_link(e2e: Any, browser: Browser) -> None:
+    """The sealed cookie is bound to its link's configuration and code: altered, or
+    presented with another link, it is ignored, and that link runs as if it were absent
+    (here: the spent code is refused honestly, with the way to start again)."""
+    from lib.install import KEPT_COOKIE
+
+    w = world(e2e)
+    callback_url = browser.authorize(w.user)  # marketplace-style: no state
+    gateway = e2e.kv.gateway
+    closing = gateway.hold(key_glob="vi:inst:*", path="/")
+    answers: list[httpx.Response] = []
+    click = threading.Thread(target=lambda: answers.append(browser.get(callback_url)))
+    click.start()
+    assert closing.wait_held(timeout=20)
+    gateway.set_faults(error_rate=1.0, error_status=503)
+    closing.cancel()
+    click.join(30)
+    gateway.clear_faults()
+    kept = browser.client.cookies[KEPT_COOKIE]
+    assert is_page(answers[0], 503)
+
+    other = e2e.emulator.mint_code(scope=w.team)  # another link, same browser
+    assert browser.follow(other["redirectUrl"])[0].status_code == 302
+    assert {i.owner_id for i in installations(e2e)} == {w.team}  # not the kept one
+    assert browser.client.cookies[KEPT_COOKIE] == kept  # still there for its own link
+
+    # The failed attempt could not give its claim back (KV was down): it expires in 60 s.
+    [claim] = [k for k in e2e.kv_keys("vi:code:*") if kv_dump(e2e)[k] == "pending"]
+    gateway.backend.execute([b"DEL", claim.encode()])
+    browser.client.cookies.set(KEPT_COOKIE, kept[:-2] + ("AA" if kept[-2:] != "AA" else "BB"))
+    refused = browser.get(callback_url)
+    assert "already used or has expired" in is_page(refused, 400)
+    assert {i.owner_id for i in installations(e2e)} == {w.team}
 
 
 def test_provisioning_failure_still_completes_the_install(e2e: Any, browser: Browser) -> None:

@@ -274,8 +274,12 @@ def test_disabled_then_enabled_and_revoked_installations(e2e: E2E, client: httpx
         ("POST", {}, {}),
         ("POST", {}, {"Authorization": "Bearer wrong"}),
         ("POST", {}, CRON),  # the cron secret is not an admin token
-        ("GET", {"configurationId": "icfg_x"}, {}),
-        ("GET", {"configurationId": "icfg_x"}, {"Authorization": f"Basic {E2E_ADMIN_TOKEN}"}),
+        ("GET", {"configurationId": "icfg_" + "x" * 24}, {}),
+        (
+            "GET",
+            {"configurationId": "icfg_" + "x" * 24},
+            {"Authorization": f"Basic {E2E_ADMIN_TOKEN}"},
+        ),
         ("GET", {"sweep": "1"}, {}),
         ("GET", {"sweep": "1"}, ADMIN),  # nor the other way round
     ],
@@ -296,9 +300,13 @@ def test_wrong_or_missing_auth_is_401_without_detail(
 
 
 def test_unknown_configuration_is_404(e2e: E2E, client: httpx.Client) -> None:
-    response = client.post("/provision", json={"configurationId": "icfg_nope"}, headers=ADMIN)
+    response = client.post(
+        "/provision", json={"configurationId": "icfg_" + "nope" * 6}, headers=ADMIN
+    )
     assert response.status_code == 404
-    response = client.get("/provision", params={"configurationId": "icfg_nope"}, headers=ADMIN)
+    response = client.get(
+        "/provision", params={"configurationId": "icfg_" + "nope" * 6}, headers=ADMIN
+    )
     assert response.status_code == 404
 
 
@@ -307,12 +315,15 @@ def test_unknown_configuration_is_404(e2e: E2E, client: httpx.Client) -> None:
     [
         ({"configurationId": "not-a-config"}, "configurationId must look like icfg_"),
         ({}, "configurationId must look like icfg_"),
-        ({"configurationId": "icfg_x", "colour": 1}, "Unknown field(s): colour"),
+        ({"configurationId": "icfg_" + "x" * 24, "colour": 1}, "Unknown field(s): colour"),
         ({"all": False}, "all must be true"),
-        ({"all": True, "configurationId": "icfg_x"}, "cannot be combined"),
-        ({"configurationId": "icfg_x", "rotateSecrets": "yes"}, "rotateSecrets must be"),
-        ({"configurationId": "icfg_x", "rotateSecrets": []}, "rotateSecrets must be"),
-        ({"configurationId": "icfg_x", "recheckConflicts": "yes"}, "recheckConflicts must be"),
+        ({"all": True, "configurationId": "icfg_" + "x" * 24}, "cannot be combined"),
+        ({"configurationId": "icfg_" + "x" * 24, "rotateSecrets": "yes"}, "rotateSecrets must be"),
+        ({"configurationId": "icfg_" + "x" * 24, "rotateSecrets": []}, "rotateSecrets must be"),
+        (
+            {"configurationId": "icfg_" + "x" * 24, "recheckConflicts": "yes"},
+            "recheckConflicts must be",
+        ),
         ([1, 2], "Body must be a JSON object"),
     ],
 )
@@ -423,9 +434,9 @@ def test_every_field_is_camel_case_and_project_id_keeps_its_old_name(
 @pytest.mark.parametrize(
     ("params", "headers", "status"),
     [
-        ({"configurationId": "icfg_x"}, {}, 401),
+        ({"configurationId": "icfg_" + "x" * 24}, {}, 401),
         ({}, ADMIN, 400),
-        ({"configurationId": "icfg_nope"}, ADMIN, 404),
+        ({"configurationId": "icfg_" + "nope" * 6}, ADMIN, 404),
         ({"installations": "1", "limit": "0"}, ADMIN, 400),
     ],
 )

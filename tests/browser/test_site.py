@@ -47,7 +47,7 @@ PATHS = [
     "/health",
     "/install",
     "/callback",
-    "/configure?configurationId=icfg_abc",
+    "/configure?configurationId=icfg_abcabcabcabcabcabcabcabc",
     "/webhook",
     "/provision",
 ]
@@ -131,7 +131,7 @@ def test_the_paths_answer_as_expected(responses: dict[str, httpx.Response]) -> N
     assert status["/no-such-page"] == 404
     assert status["/install"] == 302  # to Vercel's install page, with a state
     # Sign in with Vercel is not set up in this stack: a page saying so, never a redirect.
-    assert status["/configure?configurationId=icfg_abc"] == 503
+    assert status["/configure?configurationId=icfg_abcabcabcabcabcabcabcabc"] == 503
     assert responses["/favicon.ico"].content.startswith(b"\x00\x00\x01\x00")  # a real icon
 
 

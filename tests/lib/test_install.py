@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -213,8 +212,11 @@ def offline_settings() -> Settings:
     )
 
 
+LINK_CFG = "icfg_" + "abc12" * 4 + "abcd"
+
+
 def _query(**values: str | list[str]) -> dict[str, list[str]]:
-    base: dict[str, list[str]] = {"code": ["c0de-._~"], "configurationId": ["icfg_abc"]}
+    base: dict[str, list[str]] = {"code": ["c0de-._~"], "configurationId": [LINK_CFG]}
     for name, value in values.items():
         base[name] = value if isinstance(value, list) else [value]
     return {k: v for k, v in base.items() if v != ["<drop>"]}
@@ -232,7 +234,7 @@ def test_parse_callback_reads_every_field(offline_settings: Settings) -> None:
     )
     assert params == CallbackParams(
         code="c0de-._~",
-        configuration_id="icfg_abc",
+        configuration_id=LINK_CFG,
         team_id="team_x1",
         next="https://vercel.com/done",
         source="marketplace",
@@ -258,14 +260,17 @@ def test_parse_callback_optional_fields(offline_settings: Settings) -> None:
         ({"code": "a" * 513}, "'code' is not valid"),
         ({"code": "a b"}, "'code' is not valid"),
         ({"code": "abc\n"}, "'code' is not valid"),  # `$` would have let this through
-        ({"configurationId": "icfg_abc\n"}, "'configurationId' is not valid"),
+        ({"configurationId": LINK_CFG + "\n"}, "'configurationId' is not valid"),
+        ({"configurationId": "icfg_abc"}, "'configurationId' is not valid"),  # not 24
+        ({"configurationId": LINK_CFG + "e"}, "'configurationId' is not valid"),
         ({"configurationId": "cfg_abc"}, "'configurationId' is not valid"),
         ({"configurationId": "icfg_١٢٣"}, "'configurationId' is not valid"),  # Arabic digits
         ({"teamId": "user_x"}, "'teamId' is not valid"),
         ({"teamId": "team_x\n"}, "'teamId' is not valid"),
         ({"source": "<b>"}, "'source' is not valid"),
         ({"state": "short"}, "'state' is not valid"),
-        ({"state": "s" * 129}, "'state' is not valid"),
+        ({"state": "s" * 161}, "'state' is not valid"),
+        ({"state": "v1.1.a b"}, "'state' is not valid"),
     ],
 )
 def test_parse_callback_refuses(
@@ -280,7 +285,7 @@ def test_parse_callback_refuses(
 
 # ---------------------------------------------------- complete_install against fakes
 
-CFG = "icfg_unit1"
+CFG = "icfg_" + "unit1" * 4 + "unit"
 TEAM = "team_unit1"
 USER = "user_unit1"
 
@@ -356,7 +361,8 @@ def run(
     team_id: str | None = TEAM,
     state: str | None = None,
     nonce: str | None = None,
-) -> tuple[Any, Installation | None, dict[str, Any] | None]:
+    kept: str | None = None,
+) -> tuple[Any, Installation | None]:
     store, settings_, spec = unit
     params = CallbackParams(code, CFG, team_id, "https://vercel.com/next", "external", state)
     outcome = complete_install(
@@ -365,10 +371,11 @@ def run(
         settings=settings_,
         spec=spec,
         nonce=nonce,
+        kept=kept,
         deadline=Deadline(10),
         transport=httpx.MockTransport(vercel.handler),
     )
-    return outcome.result, outcome.installation, outcome.state
+    return outcome.result, outcome.installation
 
 
 def keys(kv: Any) -> dict[str, Any]:
@@ -384,12 +391,11 @@ def test_first_install_stores_everything_in_one_transaction(
     kv: Any, unit: Any, vercel: FakeVercel
 ) -> None:
     store = unit[0]
-    result, inst, state = run(unit, vercel)
+    result, inst = run(unit, vercel)
     assert kv.gateway.stats()["requests"] == 2  # the opening and the closing transaction
     assert result.already_installed is False
     assert result.next == "https://vercel.com/next"
     assert inst is not None
-    assert state is None
     saved = store.get_installation(CFG)
     assert saved is not None
     assert (saved.owner_id, saved.team_id, saved.user_id) == (TEAM, TEAM, USER)
@@ -406,7 +412,7 @@ def test_reinstall_keeps_secrets_and_creation_time(kv: Any, unit: Any, vercel: F
     run(unit, vercel, code="code1")
     first = store.get_installation(CFG)
     secrets = store.get_secrets(CFG)
-    result, inst, _ = run(unit, vercel, code="code2")
+    result, inst = run(unit, vercel, code="code2")
     assert result.already_installed is True
     assert inst is not None
     assert store.get_secrets(CFG) == secrets
@@ -468,11 +474,10 @@ def test_a_peer_finishing_is_awaited_without_exchanging(
     store = unit[0]
     key = hold_code(store, "code1", "pending")
     peer = later(0.3, lambda: store.kv.call("SET", key, done_mark(CFG)))
-    result, inst, state = run(unit, vercel)
+    result, inst = run(unit, vercel)
     peer.join()
     assert result.already_installed is True
     assert inst is None
-    assert state is None
     assert vercel.exchanges == 0
 
 
@@ -498,7 +503,7 @@ def test_a_peer_that_failed_is_a_409_that_a_reload_retries(
     peer.join()
     assert (caught.value.status, caught.value.kind) == (409, "interrupted")
     assert "did not finish" in caught.value.message
-    _result, inst, _ = run(unit, vercel)  # the reload
+    _result, inst = run(unit, vercel)  # the reload
     assert inst is not None
     assert vercel.exchanges == 1
 
@@ -513,46 +518,53 @@ def test_a_code_done_for_another_configuration_is_a_mismatch(
     assert vercel.exchanges == 0
 
 
-def test_a_state_taken_by_a_repeat_goes_back(kv: Any, unit: Any, vercel: FakeVercel) -> None:
-    """A finished code seen again with a still-valid state: the repeat uses nothing, so
-    the state is put back with the time it had left."""
+def begin(unit: Any) -> tuple[str, str]:
+    """What /install gives a browser: (state, cookie nonce)."""
     store, settings_, _ = unit
-    _, nonce = start_install(store, settings_, nonce=None)
-    [state_key] = [k for k in keys(kv) if k.startswith("vi:state:")]
-    state = state_key.split(":", 2)[2]
+    url, nonce = start_install(store.keyring, settings_, nonce=None)
+    return parse_qs(urlsplit(url).query)["state"][0], nonce
+
+
+def test_a_state_seen_by_a_repeat_is_left_unused(kv: Any, unit: Any, vercel: FakeVercel) -> None:
+    """A finished code seen again with a still-valid state: the repeat uses nothing, so
+    the state is not marked used (its mark, had it set one, is given back)."""
+    store = unit[0]
+    state, nonce = begin(unit)
     hold_code(store, "code1", done_mark(CFG))
     before = keys(kv)
-    result, inst, payload = run(unit, vercel, state=state, nonce=nonce)
+    result, inst = run(unit, vercel, state=state, nonce=nonce)
     assert result.already_installed
     assert inst is None
-    assert payload is None
     assert keys(kv) == before
-    ttl = int(kv.gateway.backend.execute([b"TTL", state_key.encode()]))
-    assert install.STATE_TTL_S - 5 < ttl <= install.STATE_TTL_S
+    # Still usable once, with a fresh code.
+    result, inst = run(unit, vercel, code="code2", state=state, nonce=nonce)
+    assert inst is not None
+    with pytest.raises(InstallError) as caught:
+        run(unit, vercel, code="code3", state=state, nonce=nonce)
+    assert "already used" in caught.value.message
 
 
 @pytest.mark.parametrize("status", [500, 503])
 def test_vercel_failing_gives_back_the_claim_and_the_state(
     kv: Any, unit: Any, vercel: FakeVercel, status: int
 ) -> None:
-    store, settings_, _ = unit
-    _, nonce = start_install(store, settings_, nonce=None)
-    state = next(k for k in keys(kv) if k.startswith("vi:state:")).split(":", 2)[2]
+    state, nonce = begin(unit)
     before = keys(kv)
     vercel.oauth_status = status
     with pytest.raises(InstallError) as caught:
         run(unit, vercel, state=state, nonce=nonce)
     assert caught.value.status == (503 if status == 503 else 502)
     assert keys(kv) == before
+    vercel.oauth_status = 200
+    _result, inst = run(unit, vercel, state=state, nonce=nonce)  # the reload
+    assert inst is not None
 
 
-def test_state_issue_time_is_checked(
+def test_state_expiry_is_checked_on_our_clock(
     kv: Any, unit: Any, vercel: FakeVercel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The clock moves past the state's life while KV still has it: refused, burned."""
-    store, settings_, _ = unit
-    _, nonce = start_install(store, settings_, nonce=None)
-    state = next(k for k in keys(kv) if k.startswith("vi:state:")).split(":", 2)[2]
+    """The clock moves past the state's life: refused, nothing exchanged or kept."""
+    state, nonce = begin(unit)
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + install.STATE_TTL_S + 1)
     with pytest.raises(InstallError) as caught:
@@ -561,17 +573,130 @@ def test_state_issue_time_is_checked(
     assert caught.value.kind == "bad_state"
     assert "expired" in caught.value.message
     assert vercel.exchanges == 0
-    assert [k for k in keys(kv) if k.startswith("vi:state:")] == []
+    assert keys(kv) == {}
 
 
-@pytest.mark.parametrize("raw", ["not json", "[]", '{"browser": "x"}', '{"issued": "x"}', "null"])
-def test_unreadable_state_is_refused(kv: Any, unit: Any, vercel: FakeVercel, raw: str) -> None:
-    store = unit[0]
-    store.kv.call("SET", store.key("state", "s" * 32), raw, "EX", 60)
+@pytest.mark.parametrize(
+    "raw", ["s" * 32, "v1.1.aaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaa." + "a" * 43, "v1." + "." * 20]
+)
+def test_unsigned_state_is_refused_without_kv(
+    kv: Any, unit: Any, vercel: FakeVercel, raw: str
+) -> None:
+    kv.gateway.reset_stats()
     with pytest.raises(InstallError) as caught:
-        run(unit, vercel, state="s" * 32, nonce="n" * 43)
+        run(unit, vercel, state=raw, nonce="n" * 43)
     assert caught.value.kind == "bad_state"
     assert vercel.exchanges == 0
+    assert kv.gateway.stats()["requests"] == 0
+
+
+def test_a_state_signed_under_another_key_is_refused(
+    kv: Any, unit: Any, vercel: FakeVercel
+) -> None:
+    from lib.crypto import EncryptionKey
+
+    other = Keyring(EncryptionKey(key_id="k2", key=b"o" * 32))
+    nonce = "n" * 43
+    with pytest.raises(InstallError) as caught:
+        run(unit, vercel, state=install.issue_state(other, nonce), nonce=nonce)
+    assert "not valid" in caught.value.message
+    assert vercel.exchanges == 0
+
+
+def test_a_state_is_bound_to_its_browser(kv: Any, unit: Any, vercel: FakeVercel) -> None:
+    """Another browser's valid nonce (it began an install too) does not open this state."""
+    state, _mine = begin(unit)
+    _theirs_state, theirs = begin(unit)
+    with pytest.raises(InstallError) as caught:
+        run(unit, vercel, state=state, nonce=theirs)
+    assert "another browser" in caught.value.message
+    assert vercel.exchanges == 0
+
+
+def closing_write_fails(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """KV fails the closing write (the guarded script) and anything after it."""
+    real = store.kv.call
+    failed: list[object] = []
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if failed or (args and args[0] in ("EVAL", "EVALSHA")):
+            failed.append(args[0])
+            raise KVUnavailable("KV store unavailable (test)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store.kv, "call", call)
+    return failed
+
+
+def test_kv_failing_after_the_exchange_keeps_it_sealed_for_a_retry(
+    kv: Any, unit: Any, vercel: FakeVercel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11, invariant 5: the code is spent, the write fails: `Unsaved` carries what
+    the exchange returned, sealed (never the token in clear, never in its text). A
+    retry of the same link with it stores the installation without a second exchange."""
+    store = unit[0]
+    state, nonce = begin(unit)
+    failed = closing_write_fails(store, monkeypatch)
+    with pytest.raises(install.Unsaved) as caught:
+        run(unit, vercel, state=state, nonce=nonce)
+    monkeypatch.undo()
+    assert failed
+    kept = caught.value.kept
+    assert kept is not None
+    assert (caught.value.status, caught.value.kind) == (503, "unsaved")
+    token = vercel.issued[0]
+    assert token not in kept
+    for text in (str(caught.value), repr(caught.value), caught.value.message):
+        assert kept not in text
+        assert token not in text
+    assert store.get_installation(CFG) is None
+
+    # Another code of the same configuration: the kept exchange does not open for it.
+    vercel.oauth_status = 400
+    with pytest.raises(InstallError):
+        run(unit, vercel, code="code2", kept=kept)
+    vercel.oauth_status = 200
+    exchanges = vercel.exchanges
+
+    # The state was given back, but the retry does not even need it.
+    result, inst = run(unit, vercel, kept=kept)
+    assert inst is not None
+    assert result.next == "https://vercel.com/next"
+    assert vercel.exchanges == exchanges
+    saved = store.get_installation(CFG)
+    assert saved is not None
+    assert store.token(saved) == token
+    assert store.pending() == [CFG]
+
+
+def test_a_kept_exchange_expires(
+    kv: Any, unit: Any, vercel: FakeVercel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = unit[0]
+    closing_write_fails(store, monkeypatch)
+    with pytest.raises(install.Unsaved) as caught:
+        run(unit, vercel)
+    monkeypatch.undo()
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + install.KEPT_TTL_S + 1)
+    vercel.oauth_status = 400  # Vercel: the code was used
+    with pytest.raises(InstallError) as refused:
+        run(unit, vercel, kept=caught.value.kept)
+    assert refused.value.kind == "invalid_code"
+    assert store.get_installation(CFG) is None
+
+
+def test_a_retry_that_fails_again_keeps_the_cookie_it_has(
+    kv: Any, unit: Any, vercel: FakeVercel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = unit[0]
+    closing_write_fails(store, monkeypatch)
+    with pytest.raises(install.Unsaved) as first:
+        run(unit, vercel)
+    with pytest.raises(install.Unsaved) as second:
+        run(unit, vercel, kept=first.value.kept)
+    assert second.value.kept is None  # nothing new to set: the browser has it
+    assert vercel.exchanges == 1
 
 
 def test_kv_failing_at_the_end_is_raised_and_cleaned_up(
@@ -609,14 +734,13 @@ def test_cleanup_failing_too_raises_the_original_error(
     assert len(undone) == 1
 
 
-def test_start_install_url_and_payload(kv: Any, unit: Any) -> None:
+def test_start_install_signs_a_state_and_writes_nothing(kv: Any, unit: Any) -> None:
     store, settings_, _ = unit
-    url, nonce = start_install(store, settings_, nonce=None, configuration_id="icfg_x")
-    assert url.startswith("https://vercel.com/integrations/my-integration/new?state=")
-    state = url.rsplit("=", 1)[1]
-    payload = json.loads(kv.gateway.backend.execute([b"GET", f"vi:state:{state}".encode()]))
-    assert payload["configurationId"] == "icfg_x"
-    assert payload["browser"] == hashlib.sha256(nonce.encode()).hexdigest()
-    again, same = start_install(store, settings_, nonce=nonce)
+    kv.gateway.reset_stats()
+    url, nonce = start_install(store.keyring, settings_, nonce=None)
+    assert url.startswith("https://vercel.com/integrations/my-integration/new?state=v1.")
+    again, same = start_install(store.keyring, settings_, nonce=nonce)
     assert same == nonce
     assert again != url
+    assert kv.gateway.stats()["requests"] == 0
+    assert keys(kv) == {}

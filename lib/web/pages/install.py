@@ -22,7 +22,8 @@ _TITLES = {
     "interrupted": "Your install was interrupted",
     "cancelled": "The install was cancelled",
     "removed": "This installation was removed",
-    "storage": "Your install could not be saved",
+    "storage": "The install can't be completed right now",
+    "unsaved": "Your install is not saved yet",
 }
 
 _ADVICE = {
@@ -43,13 +44,17 @@ _ADVICE = {
     "from Vercel whenever you like.",
     "removed": "It was uninstalled on Vercel, so nothing more was stored. Install the "
     "integration again from Vercel to start over.",
-    # Said plainly: the code may already be spent, so a reload may not finish the install,
-    # but starting again from Vercel always does (Vercel issues a fresh code for the same
-    # configuration).
-    "storage": "Vercel may already list the integration as installed, but we could not "
-    "save it. Wait a minute, then start the install again from Vercel: that finishes it. "
-    "Your projects were not changed.",
+    # Before anything was spent at Vercel (a failure after it is "unsaved").
+    "storage": "Nothing was lost. Wait a minute, then press Retry.",
+    # Said plainly: the code is spent. What Vercel returned is kept, sealed, in this
+    # browser (15 minutes), so Retry finishes the install; past that, Vercel issues a
+    # fresh code for the same configuration.
+    "unsaved": "This browser keeps what Vercel returned for 15 minutes: wait a minute, "
+    "then press Retry to finish the install. If that does not work, start the install "
+    "again from Vercel. Your projects were not changed.",
 }
+# Kinds a reload of the same link can finish: the page offers Retry.
+_RETRY = frozenset({"storage", "unsaved"})
 
 
 def _restart_link(kind: str, settings: Settings | None) -> list[Link]:
@@ -71,7 +76,10 @@ def _restart_link(kind: str, settings: Settings | None) -> list[Link]:
 
 def error_page(error: InstallError, settings: Settings | None) -> Response:
     actions = [] if error.kind == "in_progress" else _restart_link(error.kind, settings)
-    if error.next:
+    if error.kind in _RETRY:
+        # An empty href is this very URL (RFC 3986 §5.2): the link is not echoed.
+        actions = [("", "Retry"), *actions]
+    elif error.next:
         # Vercel's install popup waits for its `next`: going there lets it close.
         actions = [(error.next, "Back to Vercel"), *actions]
     body = page(

@@ -139,22 +139,22 @@ def test_released_event_lease_can_be_claimed_again(store: Store) -> None:
     assert store.kv.call("GET", key) is None
 
 
-def test_one_time_state_is_consumed_once(store: Store) -> None:
-    assert store.put_state("st_1", {"b": "x"}, ttl_s=60)
-    assert not store.put_state("st_1", {"b": "y"}, ttl_s=60)
-    takers: list[object] = []
+def test_an_install_state_is_marked_used_once(store: Store) -> None:
+    takers: list[bool] = []
     barrier = threading.Barrier(6)
 
     def take(n: int) -> None:
         barrier.wait()
-        takers.append(store.claim_install(f"code-{n}", "icfg_1", "st_1").state)
+        takers.append(store.claim_install(f"code-{n}", "icfg_1", "v1.st", 60).state_fresh)
 
     threads = [threading.Thread(target=take, args=(n,)) for n in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert [t for t in takers if t is not None] == ['{"b": "x"}']
+    assert sorted(takers) == [False] * 5 + [True]
+    # No life left: nothing is marked (the caller refuses an expired state anyway).
+    assert not store.claim_install("code-x", "icfg_1", "v1.other", 0).state_fresh
 
 
 def test_pending_is_oldest_first(store: Store) -> None:
@@ -284,8 +284,11 @@ def test_reads_every_record_in_the_stored_form_of_deployed_versions(store: Store
     [found] = store.event_installations(by_owner)
     assert (found.installation.configuration_id, found.pending) == ("icfg_1", True)
 
-    claim = store.claim_install("code_1", "icfg_1", "st_1")
-    assert (claim.ours, claim.peer, claim.state) == (False, "done", state)
+    # A state of the earlier stored form is no longer read (it expires by itself); the
+    # "used" mark of a signed state lives beside it under another key.
+    claim = store.claim_install("code_1", "icfg_1", "st_1", 600)
+    assert (claim.ours, claim.peer, claim.state_fresh) == (False, "done", True)
+    assert raw("GET", "t:state:st_1") == state
     assert store.claimed_installation(claim) == inst
 
 
@@ -313,13 +316,14 @@ def test_writes_keep_the_stored_form(store: Store) -> None:
     assert raw("GET", "t:event:evt_1") == "done"
     assert 47 * 3600 < raw("TTL", "t:event:evt_1") <= 48 * 3600
 
-    assert store.put_state("st_1", {"browser": "b", "issued": 1}, ttl_s=600)
-    assert raw("GET", "t:state:st_1") == '{"browser": "b", "issued": 1}'
     code_key = "t:code:" + hashlib.sha256(b"code_1").hexdigest()[:32]
-    claim2 = store.claim_install("code_1", "icfg_1", "st_1")
+    state_key = "t:state:" + hashlib.sha256(b"v1.st").hexdigest()[:32]
+    claim2 = store.claim_install("code_1", "icfg_1", "v1.st", 600)
     assert claim2.ours
+    assert claim2.state_fresh
     assert raw("GET", code_key) == "pending"
-    assert raw("GET", "t:state:st_1") is None
+    assert raw("GET", state_key) == "used"
+    assert 590 < raw("TTL", state_key) <= 600
     store.complete_install(claim2, inst, secrets={}, former_owner=None, pending=True)
     assert raw("GET", code_key) == "done:" + hashlib.sha256(b"icfg_1").hexdigest()[:24]
     assert 29 * 60 < raw("TTL", code_key) <= 30 * 60
