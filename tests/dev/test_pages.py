@@ -60,3 +60,38 @@ def test_an_unknown_placeholder_is_an_error(tmp_path: Path) -> None:
 def test_partials_are_not_pages() -> None:
     assert (TEMPLATES / "_footer.html").is_file()
     assert "_footer.html" not in render(OTHER)
+
+
+def test_the_privacy_page_is_dated_names_its_sub_processors_and_tells_the_truth_on_retention() -> (
+    None
+):
+    """Issue 13: a date, the sub-processors, and retention as long as the code keeps data
+    (the periods are read from the code that enforces them, so a change there fails here)."""
+    import re
+
+    from lib.install import STATE_TTL_S
+    from lib.kv.store import CODE_DONE_TTL_S, EVENT_DONE_TTL_S, EVENT_LEASE_TTL_S, GONE_TTL_S
+    from lib.web.signin import SIGNIN_TTL_S
+
+    text = (PUBLIC / "privacy.html").read_text(encoding="utf-8")
+    assert re.search(r'Last updated <time datetime="\d{4}-\d{2}-\d{2}">', text)
+    for processor in ("<strong>Vercel</strong>", "<strong>Upstash</strong>"):
+        assert processor in text
+    rows = dict(
+        re.findall(r'<td data-label="What">(.*?)</td><td data-label="Kept for">(.*?)</td>', text)
+    )
+    kept = " | ".join(rows.values())
+    assert any(v.startswith("Until you remove the integration") for v in rows.values())
+    assert f"{GONE_TTL_S // 3600} hours" in kept
+    assert f"{EVENT_DONE_TTL_S // 3600} hours ({EVENT_LEASE_TTL_S} seconds" in kept
+    assert STATE_TTL_S == SIGNIN_TTL_S
+    assert f"{STATE_TTL_S // 60} minutes, or until used" in kept
+    assert f"{CODE_DONE_TTL_S // 60} minutes" in kept
+    assert "Vercel keeps runtime logs" in kept
+
+
+def test_no_public_page_links_to_raw_json() -> None:
+    for page in PUBLIC.glob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        for endpoint in ("/health", "/provision", "/webhook"):
+            assert f'href="{endpoint}' not in text, (page.name, endpoint)
