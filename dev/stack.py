@@ -179,8 +179,13 @@ def _start_emulator(
     stack.notes["emulator"] = "seeded demo accounts and projects; Sign in with Vercel"
 
 
-def start_stack(environ: MutableMapping[str, str] | None = None, root: Path = ROOT) -> Stack:
-    """Start every server, filling the development settings into `environ`.
+def start_stack(
+    environ: MutableMapping[str, str] | None = None,
+    root: Path = ROOT,
+    say: Callable[[str], object] = lambda _line: None,
+) -> Stack:
+    """Start every server, filling the development settings into `environ`; `say` is
+    told each step as it starts (`main` prints them, so a slow start never looks stuck).
 
     Functions read `os.environ` (as on Vercel), so only the default makes a working
     stack; another mapping is for checking how settings and ports are resolved.
@@ -199,9 +204,13 @@ def start_stack(environ: MutableMapping[str, str] | None = None, root: Path = RO
         ),
         environ,
     )
+    say(f"Starting the KV gateway on port {ports['KV_PORT']}…")
     _start_kv_gateway(stack, ports["KV_PORT"], environ)
+    say(f"Starting the Vercel API emulator on port {ports['EMULATOR_PORT']}…")
     _start_emulator(stack, ports["EMULATOR_PORT"], dev_url, environ)
+    say(f"Starting the functions dev server on port {ports['DEV_PORT']}…")
     _serve(stack, "dev", create_devserver(root), ports["DEV_PORT"], "DEV_PORT")
+    say("Starting the queue…")
     _start_queue(stack, dev_url, environ)
     return stack
 
@@ -270,8 +279,14 @@ def main(environ: MutableMapping[str, str] | None = None, out: TextIO = sys.stdo
     previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {
         sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
     }
+
+    def say(line: str) -> None:
+        out.write(line + "\n")
+        out.flush()
+
     try:
-        stack = start_stack(environ)
+        stack = start_stack(environ, say=say)
+        say("")
         try:
             _banner(stack, environ, out)
             stop.wait()

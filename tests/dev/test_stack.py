@@ -219,6 +219,17 @@ def test_make_dev_serves_and_stops_cleanly(sig: signal.Signals) -> None:
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert f"Landing page          {dev}/" in out
+    # Each part says it is starting before the banner, so a slow first start is visible.
+    steps = [
+        f"Starting the KV gateway on port {ports['KV_PORT']}…",
+        f"Starting the Vercel API emulator on port {ports['EMULATOR_PORT']}…",
+        f"Starting the functions dev server on port {ports['DEV_PORT']}…",
+        "Starting the queue…",
+        "Local stack is running",
+    ]
+    positions = [out.find(step) for step in steps]
+    assert -1 not in positions, out
+    assert positions == sorted(positions), out
     assert f"{dev}/health" in out
     if has_part("dev.emulator"):
         emulator = f"http://127.0.0.1:{ports['EMULATOR_PORT']}"
