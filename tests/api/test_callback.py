@@ -1137,6 +1137,37 @@ def test_a_completed_install_survives_kv_failing_after_the_exchange(
     assert oauth_calls(e2e) == 1
 
 
+def test_the_kept_cookie_is_secure_when_deployed(e2e: Any) -> None:
+    """Served on a public host (here: the function called directly, as Vercel's edge
+    would, with that Host), the kept exchange's cookie is Secure as well."""
+    from api.callback import app
+    from lib.install import KEPT_COOKIE
+
+    w = world(e2e)
+    minted = e2e.emulator.mint_code(scope=w.user)
+    link = "/callback?" + urlsplit(minted["redirectUrl"]).query
+    gateway = e2e.kv.gateway
+    closing = gateway.hold(key_glob="vi:inst:*", path="/")
+    answers: list[httpx.Response] = []
+
+    def click() -> None:
+        with httpx.Client(
+            transport=httpx.WSGITransport(app=app), base_url="http://127.0.0.1:3000"
+        ) as client:
+            answers.append(client.get(link, headers={"Host": "integration.example.com"}))
+
+    thread = threading.Thread(target=click)
+    thread.start()
+    assert closing.wait_held(timeout=20)
+    gateway.set_faults(error_rate=1.0, error_status=503)
+    closing.cancel()
+    thread.join(30)
+    gateway.clear_faults()
+    kept = set_cookies(answers[0])[KEPT_COOKIE]
+    assert {"secure", "httponly"} <= set(kept)
+    assert (kept["samesite"], kept["path"]) == ("Lax", "/callback")
+
+
 def test_a_kept_exchange_opens_only_for_its_own_link(e2e: Any, browser: Browser) -> None:
     """The sealed cookie is bound to its link's configuration and code: altered, or
     presented with another link, it is ignored, and that link runs as if it were absent
