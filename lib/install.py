@@ -511,8 +511,9 @@ def complete_install(
         _undo(store, claim, release_code=True, restore_state=True)
         raise
     log.info(
-        "installation stored",
+        "audit: reinstall" if existing is not None else "audit: install",
         extra={
+            "event": "reinstall" if existing is not None else "install",
             "configuration_id": inst.configuration_id,
             "team": bool(inst.team_id),
             "refreshed": existing is not None,

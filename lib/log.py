@@ -5,10 +5,22 @@ before a line leaves the process, so a secret that slips into a message, an argu
 or an exception traceback is still masked. Two nets catch it: values registered as
 secret (tokens, the client secret, keys, provisioned values) are replaced wherever
 they appear, and fields whose names look secret are masked whatever their value.
+
+Every line starts with `ts`, an ISO-8601 UTC timestamp to the millisecond, and carries
+the fields bound to the current request (`bind`): the request id Vercel sends as
+`x-vercel-id` and the path, so every line a request wrote can be found from one. The
+binding is a `contextvars` variable, so it follows the request into the provisioning
+fan-out's worker threads (`lib.provisioning.fanout` runs each task in a copy of the
+caller's context) and never leaks into another request's thread.
+
+Audit events are lines whose `msg` starts with "audit: " and whose `event` names what
+happened (install, reinstall, uninstall, resync, rotation, sign-in, webhook_refused, …),
+so an operator can filter on either.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
@@ -16,9 +28,20 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
-__all__ = ["REDACTED", "configure", "get_logger", "redact", "register_secret", "set_level"]
+__all__ = [
+    "REDACTED",
+    "bind",
+    "configure",
+    "get_logger",
+    "redact",
+    "register_secret",
+    "set_level",
+    "unbind",
+]
 
 REDACTED = "[redacted]"
 
@@ -115,16 +138,39 @@ def _scrub(value: Any, key: str = "") -> Any:
 
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
+# Fields every line of the current request carries (see `bind`).
+_bound: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "log_bound", default=MappingProxyType({})
+)
+
+
+def bind(**fields: Any) -> contextvars.Token[Mapping[str, Any]]:
+    """Add `fields` to every line written in this context from now on (a request's id
+    and path); pass the returned token to `unbind` when the request is answered."""
+    return _bound.set(MappingProxyType({**_bound.get(), **fields}))
+
+
+def unbind(token: contextvars.Token[Mapping[str, Any]]) -> None:
+    """Forget what the matching `bind` added."""
+    _bound.reset(token)
+
+
+def _timestamp(created: float) -> str:
+    """ISO-8601 in UTC to the millisecond, e.g. 2026-12-02T02:46:01.123Z."""
+    moment = datetime.fromtimestamp(created, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per record; `extra=` fields become top-level keys."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": round(record.created, 3),
+            "ts": _timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            **_bound.get(),
         }
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):

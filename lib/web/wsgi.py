@@ -21,8 +21,8 @@ from urllib.parse import parse_qs
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 from lib.kv.client import start_counting, stop_counting
+from lib.log import bind, get_logger, unbind
 from lib.log import configure as configure_logging
-from lib.log import get_logger
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -276,6 +276,7 @@ def endpoint(
         configure_logging()
         started = time.perf_counter()
         request = Request(environ, function=name)
+        scope = bind(request_id=request.request_id, path=request.path)  # on every line
         counter = start_counting()
         try:
             response = _answer(request, handler, handlers)
@@ -292,6 +293,7 @@ def endpoint(
                 "kv_calls": kv_calls,
             },
         )
+        unbind(scope)
         headers = [*response.headers, ("Content-Length", str(len(response.body)))]
         start_response(_status_line(response.status), headers)
         return [response.body] if request.method != "HEAD" else [b""]

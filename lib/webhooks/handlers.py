@@ -142,7 +142,8 @@ def _live_configuration(
             return None
         cfg = inst.configuration_id
         log.info(
-            "Vercel says the configuration is gone: uninstalled", extra={"configuration_id": cfg}
+            "audit: uninstall (Vercel says the configuration is gone)",
+            extra={"event": "uninstall", "configuration_id": cfg},
         )
         svc.store.delete_installation(cfg, [inst.owner_id])
         raise Gone(cfg) from None
@@ -244,6 +245,7 @@ def on_removed(event: Event, target: Target | None, svc: Services, deadline: Dea
     owners = {o for o in (inst.owner_id if inst else None, event.owner_id) if o}
     owners |= {o for o in (event.text("team", "id"), event.text("user", "id")) if o}
     svc.store.delete_installation(cfg, sorted(owners))
+    log.info("audit: uninstall", extra={"event": "uninstall", "configuration_id": cfg})
     return "applied"
 
 

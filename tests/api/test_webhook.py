@@ -1072,3 +1072,72 @@ def test_fuzzed_signed_events_never_cause_a_5xx(e2e: E2E) -> None:
     check()
     assert sum(seen.values()) >= 10_000
     assert seen.get(200, 0) > seen.get(400, 0) > 0  # mostly well-formed: the handlers ran
+
+
+# -- issue 13: audit lines an operator can find by request id -----------------------------
+
+
+def _lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_every_refused_delivery_is_an_audit_line_with_its_request_id_and_path(
+    e2e: E2E, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh = envelope("project.created", {"project": {"id": "prj_x"}})
+    stale = json.loads(fresh)
+    stale["createdAt"] -= 49 * 3600 * 1000
+    stale_body = json.dumps(stale).encode()
+    cases = {
+        "missing signature": (fresh, None, 401),
+        "bad signature": (fresh, "0" * 40, 403),
+        "malformed": (b"{not json", sign(b"{not json", E2E_CLIENT_SECRET), 400),
+        "stale": (stale_body, sign(stale_body, E2E_CLIENT_SECRET), 200),
+    }
+    capsys.readouterr()
+    with in_process() as client:
+        for n, (body, signature, status) in enumerate(cases.values()):
+            headers = {"x-vercel-id": f"iad1::audit{n}"}
+            if signature is not None:
+                headers["x-vercel-signature"] = signature
+            assert client.post("/webhook", content=body, headers=headers).status_code == status
+    lines = _lines(capsys.readouterr().out)
+    refused = [line for line in lines if line["msg"] == "audit: webhook refused"]
+    assert [r["reason"] for r in refused] == list(cases)
+    for n, line in enumerate(refused):
+        assert (line["event"], line["request_id"], line["path"]) == (
+            "webhook_refused",
+            f"iad1::audit{n}",
+            "/webhook",
+        )
+        assert line["level"] == "warning"
+        assert E2E_CLIENT_SECRET not in json.dumps(line)
+        assert "prj_x" not in json.dumps(line) or line["reason"] == "stale"
+    # Every line of each request carries its id, the request line included.
+    for n in range(len(cases)):
+        mine = [line for line in lines if line.get("request_id") == f"iad1::audit{n}"]
+        assert {line["msg"] for line in mine} == {"audit: webhook refused", "request"}
+
+
+def test_install_reinstall_and_uninstall_are_audit_lines(
+    e2e: E2E, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    cfg = install(e2e, "acme")
+    drain(e2e)
+    install(e2e, "acme")  # Vercel sends a returning user through the install again
+    drain(e2e)
+    e2e.emulator.delete_configuration(cfg, sync=True)
+    drain(e2e)
+    audit = [
+        (line["event"], line.get("configuration_id"), line.get("request_id", ""))
+        for line in _lines(capsys.readouterr().out)
+        if line["msg"].startswith("audit: ")
+    ]
+    events = [event for event, *_ in audit if event in ("install", "reinstall", "uninstall")]
+    assert events[:2] == ["install", "reinstall"], audit  # the same configuration, again
+    assert set(events[2:]) == {"uninstall"}, audit
+    for event, configuration_id, request_id in audit:
+        if event in ("install", "reinstall", "uninstall"):
+            assert configuration_id
+            assert request_id.startswith("dev1::")  # the dev server's x-vercel-id

@@ -1,5 +1,6 @@
 import json
 import logging
+import threading
 
 import pytest
 
@@ -102,3 +103,66 @@ def test_installation_secrets_are_bounded_and_configuration_secrets_stay() -> No
     newest = f"installation-token-{log._MAX_RECENT + 49:06d}"
     assert redact(newest) == REDACTED
     assert redact("installation-token-000000") == "installation-token-000000"
+
+
+# -- issue 13: ISO-8601 UTC timestamps, and the request's fields on every line ------------
+
+
+def test_timestamps_are_iso_8601_utc_to_the_millisecond() -> None:
+    import re
+
+    record = logging.LogRecord("integration.test", logging.INFO, __file__, 1, "x", (), None)
+    record.created = 1_796_178_830.4567
+    line = json.loads(JsonFormatter().format(record))
+    assert line["ts"] == "2026-12-02T02:33:50.456Z"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", render("now")["ts"])
+
+
+def test_bound_fields_are_on_every_line_until_unbound() -> None:
+    assert "request_id" not in render("before")
+    token = log.bind(request_id="iad1::abc", path="/webhook")
+    try:
+        inner = log.bind(configuration_id="icfg_1")
+        line = render("x")
+        assert (line["request_id"], line["configuration_id"]) == ("iad1::abc", "icfg_1")
+        log.unbind(inner)
+        line = render("y", note=1)
+        assert (line["request_id"], line["path"], line["note"]) == ("iad1::abc", "/webhook", 1)
+        assert "configuration_id" not in line
+        # An explicit extra wins over a bound field of the same name.
+        assert render("z", path="/other")["path"] == "/other"
+    finally:
+        log.unbind(token)
+    assert "request_id" not in render("after")
+
+
+def test_bound_fields_follow_the_fan_out_and_stay_in_their_own_request() -> None:
+    from lib.provisioning.fanout import fan_out
+
+    def lines(request_id: str) -> list[str]:
+        token = log.bind(request_id=request_id)
+        try:
+            return fan_out(lambda _: render("work")["request_id"], range(4), 4)
+        finally:
+            log.unbind(token)
+
+    results: dict[str, list[str]] = {}
+    threads = [
+        threading.Thread(target=lambda r=r: results.__setitem__(r, lines(r))) for r in ("a", "b")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {"a": ["a"] * 4, "b": ["b"] * 4}
+
+
+def test_bound_secrets_are_still_redacted() -> None:
+    register_secret("bound-secret-value-1234")
+    token = log.bind(request_id="x bound-secret-value-1234", authorization="anything")
+    try:
+        line = render("m")
+    finally:
+        log.unbind(token)
+    assert "bound-secret-value-1234" not in json.dumps(line)
+    assert line["authorization"] == REDACTED
