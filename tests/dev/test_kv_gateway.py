@@ -347,7 +347,7 @@ def test_a_stall_makes_a_bounded_client_give_up_and_the_write_never_lands(
     started = time.monotonic()
     with pytest.raises(httpx.ReadTimeout):
         impatient.set("k", "late")
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # the client's 0.3 s, not the 30 s stall
     kv.gateway.clear_faults()  # the stalled request wakes up and fails without running
     assert sdk(kv.url, kv.token).get("k") is None
     assert kv.gateway.stats()["injected"]["stall"] == 1

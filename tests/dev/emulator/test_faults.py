@@ -94,21 +94,22 @@ def test_timeout_fault_holds_then_closes(stack: Stack) -> None:
         api.get("/v10/projects", timeout=0.1)
     started = time.monotonic()
     with pytest.raises(httpx.RemoteProtocolError):
-        api.get("/v10/projects", timeout=5)
-    assert 0.25 <= time.monotonic() - started < 3
+        api.get("/v10/projects", timeout=60)
+    # Closed after the 0.3 s hold, long before the client's own 60 s timeout.
+    assert 0.25 <= time.monotonic() - started < 20
 
 
 def test_latency_applies_to_rest_only(stack: Stack) -> None:
     api = stack.api(stack.install(stack.user()["id"]))
-    stack.control("PUT", "/latency", json={"ms": 400})
+    stack.control("PUT", "/latency", json={"ms": 2000})
     started = time.monotonic()
     api.get("/v10/projects")
     rest = time.monotonic() - started
     started = time.monotonic()
     stack.control("GET", "/state")
     control = time.monotonic() - started
-    assert rest >= 0.4
-    assert control < 0.4
+    assert rest >= 2.0
+    assert control < 1.0  # no latency at all; a loaded runner's scheduling is not 1 s
 
 
 def test_control_api_never_faults(stack: Stack) -> None:

@@ -38,13 +38,14 @@ def test_each_pipeline_is_one_round_trip(kv) -> None:
 def test_stalled_gateway_fails_within_the_timeout(kv) -> None:
     """The SDK alone would wait forever (timeout=None); ours gives up on time."""
     client = make(kv, timeout_s=0.3)
-    kv.gateway.set_faults(stall_seconds=5.0)
+    kv.gateway.set_faults(stall_seconds=60.0)
     started = time.perf_counter()
     with pytest.raises(KVUnavailable):
         client.call("GET", "a", idempotent=True)
     elapsed = time.perf_counter() - started
-    # Three idempotent attempts at 0.3 s each, plus jitter: far below the 5 s stall.
-    assert elapsed < 1.6
+    # Three idempotent attempts at 0.3 s each, plus jitter (~1 s): far below the 60 s
+    # stall, with room for a loaded runner.
+    assert elapsed < 15
 
 
 def test_non_idempotent_calls_are_never_retried(kv) -> None:
@@ -96,7 +97,7 @@ def test_unreachable_store_is_unavailable_quickly() -> None:
     started = time.perf_counter()
     with pytest.raises(KVUnavailable):
         client.call("PING", idempotent=True)
-    assert time.perf_counter() - started < 3
+    assert time.perf_counter() - started < 10  # refused at once; 3 x 0.5 s at worst
 
 
 def test_calls_are_counted_per_context(kv) -> None:

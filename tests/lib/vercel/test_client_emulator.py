@@ -433,7 +433,8 @@ def test_env_create_is_not_repeated_after_a_lost_answer(world: World, kind: str)
         client.with_deadline(Deadline(1.0)).create_env(
             project, [EnvSpec(key="ONCE", value="v", type="plain", target=["preview"])]
         )
-    assert time.monotonic() - started < 3.0
+    # Not retried: one 1 s attempt, not the four a retry policy would allow.
+    assert time.monotonic() - started < 5
     assert world.calls("POST /v10/projects/{idOrName}/env", settle=3.0) == 1
     world.faults()
     assert [e.key for e in client.list_env(project).envs] == ["ONCE"]
@@ -475,11 +476,11 @@ def test_rate_limit_longer_than_the_deadline_fails_fast(world: World) -> None:
 
 def test_latency_beyond_the_deadline(world: World) -> None:
     _, client = world.install("acme")
-    world.post("/latency", {"ms": 1500}, method="PUT")
+    world.post("/latency", {"ms": 20_000}, method="PUT")
     started = time.monotonic()
     with pytest.raises((DeadlineExceeded, VercelUnavailable)):
         client.with_deadline(Deadline(0.5)).list_projects()
-    assert time.monotonic() - started < 1.4
+    assert time.monotonic() - started < 10  # the 0.5 s deadline, not the 20 s latency
 
 
 # --------------------------------------------------------------------------- Vercel's variants
