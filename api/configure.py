@@ -20,7 +20,7 @@ from dataclasses import replace
 from lib.app import Services, get_services
 from lib.deadline import Deadline
 from lib.kv.records import Installation
-from lib.log import get_logger
+from lib.log import bind, get_logger
 from lib.provisioning.admin import drift, resync, rotate_secrets
 from lib.provisioning.reports import status
 from lib.settings import SigninConfig
@@ -109,6 +109,7 @@ def _route(request: Request) -> Response:
     cfg = request.arg("configurationId")
     if cfg is None or not CONFIGURATION_ID.fullmatch(cfg):
         raise HTTPError(400, "The parameter 'configurationId' is missing or not valid.")
+    bind(configuration_id=cfg)  # on this request's every line (endpoint() unbinds it all)
     cookie = request.cookies.get(SESSION_COOKIE)
     session = verify(services.store.keyring, cookie, cfg)
     if session is None:

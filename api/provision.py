@@ -18,6 +18,7 @@ from typing import Any
 
 from lib.app import Services, get_services
 from lib.deadline import Deadline
+from lib.log import bind, get_logger
 from lib.provisioning.admin import (
     MAX_PAGE,
     drift,
@@ -34,6 +35,8 @@ from lib.web.errors import API_ERRORS
 from lib.web.wsgi import HTTPError, Request, Response, bearer_matches, endpoint
 
 _BUDGET_S = 50.0  # under the 60 s maxDuration in vercel.json
+
+log = get_logger("provision")
 _DEFAULT_PAGE = 50
 
 
@@ -94,7 +97,20 @@ def _list(request: Request, services: Services) -> Response:
 def _configuration_id(value: Any) -> str:
     if not isinstance(value, str) or not CONFIGURATION_ID.fullmatch(value):
         raise HTTPError(400, "configurationId must look like icfg_….")
+    bind(configuration_id=value)  # on this request's every line (endpoint() unbinds it all)
     return value
+
+
+def _audit(event: str, report: InstallationReport) -> None:
+    log.info(
+        f"audit: {event} by the operator",
+        extra={
+            "event": event,
+            "configuration_id": report.configuration_id,
+            "outcome": report.outcome,
+            "pending": report.pending,
+        },
+    )
 
 
 def _status(request: Request, services: Services, deadline: Deadline) -> Response:
@@ -141,6 +157,8 @@ def _resync(request: Request, services: Services, deadline: Deadline) -> Respons
             deadline,
             recheck_conflicts=recheck,
         )
+        for report in reports:
+            _audit("resync", report)
         return Response.json({"installations": [_report(r) for r in reports]})
     cfg = _configuration_id(body.get("configurationId", request.arg("configurationId")))
     rotate = body.get("rotateSecrets", False)
@@ -158,6 +176,7 @@ def _resync(request: Request, services: Services, deadline: Deadline) -> Respons
             )
         except ValueError as exc:
             raise HTTPError(400, str(exc)) from None
+    _audit("resync" if rotate is False else "rotation", report)
     return Response.json({"installations": [_report(report)]})
 
 

@@ -117,7 +117,7 @@ def drift(provisioner: Provisioner, installation: Installation, deadline: Deadli
         return ProjectDrift(
             project.id,
             project.name,
-            in_sync=p.writes == 0,
+            in_sync=p.writes == 0 and not p.clashes,  # a conflict is never "in sync"
             ok=sorted(s.key for s in p.unchanged),
             missing=[MissingVar(s.key, s.target) for _, s in p.creates],
             changed=[

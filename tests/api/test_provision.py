@@ -129,8 +129,9 @@ def test_user_var_is_reported_in_the_summary_and_drift_never_clobbered(
         {"key": "ACME_DASHBOARD_URL", "targets": ["production"], "gitBranch": None,
          "owner": "hidden"}
     ]  # fmt: skip
-    assert rows["web"]["inSync"]
-    assert response.json()["drift"]["inSync"]
+    assert rows["web"]["inSync"] is False  # issue 13: a conflict is never "in sync"
+    assert response.json()["drift"]["inSync"] is False
+    assert all(r["inSync"] for name, r in rows.items() if name != "web")
 
 
 def test_status_and_drift_show_keys_and_targets_never_values(
@@ -491,3 +492,19 @@ def test_the_list_needs_the_admin_token(e2e: E2E, client: httpx.Client) -> None:
     assert client.get("/provision", params={"installations": "1"}).status_code == 401
     got = client.get("/provision", params={"installations": "1"}, headers=CRON)
     assert got.status_code == 401
+
+
+def test_operator_actions_are_audit_lines_with_the_configuration_on_every_line(
+    e2e: E2E, client: httpx.Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = installed(e2e)
+    capsys.readouterr()
+    resync(client, {"configurationId": cfg})
+    resync(client, {"configurationId": cfg, "rotateSecrets": True})
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    audit = [(x["event"], x["configuration_id"]) for x in lines if x["msg"].startswith("audit:")]
+    assert audit == [("resync", cfg), ("rotation", cfg)]
+    provision = [x for x in lines if x.get("path") == "/provision"]
+    assert provision
+    assert {x["configuration_id"] for x in provision} == {cfg}  # the request line too
+    assert all(x["request_id"].startswith("dev1::") for x in provision)

@@ -64,8 +64,10 @@ def test_drift_is_a_dry_run_and_shows_remembered_conflicts(e2e: E2E) -> None:
         store.kv = spy.inner
     assert vercel_writes(e2e) == {}
     assert spy.writes() == []
-    assert report["inSync"] is True
+    assert report["inSync"] is False  # a conflict remains: never reported as in sync
     rows = {r["name"]: r for r in report["projects"]}
+    assert rows["my-blog"]["inSync"] is False
+    assert all(r["inSync"] for name, r in rows.items() if name != "my-blog")
     assert rows["my-blog"]["conflicts"] == [
         {"key": "PROJECT_REF", "targets": ["preview"], "gitBranch": None, "owner": "hidden"}
     ]
