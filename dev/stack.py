@@ -4,7 +4,9 @@ All three run on threads of this one process, so Ctrl-C or SIGTERM stops everyth
 and nothing is left behind. Every setting has a development default below; the same
 environment variable production uses overrides it, and `DEV_PORT`, `EMULATOR_PORT`,
 `KV_PORT` (0 = any free port) and `REDIS_URL` (the gateway's backing Redis) move the
-servers. The defaults are applied to `os.environ` before any function is loaded, so
+servers. A restart starts from a clean slate: the emulator is seeded afresh, and what an
+earlier run stored in a real Redis is deleted (`forget_earlier_runs`; `DEV_KEEP_KV=1`
+keeps it). The defaults are applied to `os.environ` before any function is loaded, so
 functions read their configuration exactly as they do on Vercel.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import signal
 import socket
 import sys
@@ -34,6 +37,7 @@ __all__ = [
     "Stack",
     "apply_settings",
     "development_settings",
+    "forget_earlier_runs",
     "main",
     "start_stack",
 ]
@@ -151,9 +155,40 @@ def _start_kv_gateway(stack: Stack, port: int, environ: MutableMapping[str, str]
     """Backed by Redis at REDIS_URL (default 127.0.0.1:6379) if it answers, else embedded."""
     backend = kv_gateway.open_backend(environ.get("REDIS_URL") or None)
     stack.on_stop.append(backend.close)
+    cleared = 0 if environ.get("DEV_KEEP_KV") == "1" else forget_earlier_runs(backend, environ)
     app = kv_gateway.create_app(environ["UPSTASH_REDIS_REST_TOKEN"], backend)
     _serve(stack, "kv", app, port, "KV_PORT")
     stack.notes["kv"] = f"backed by {backend.description}"
+    if cleared:
+        stack.notes["kv"] += (
+            f"; cleared {cleared} key(s) of an earlier run (DEV_KEEP_KV=1 keeps them)"
+        )
+
+
+def forget_earlier_runs(backend: kv_gateway.Backend, environ: MutableMapping[str, str]) -> int:
+    """Delete what an earlier `make dev` stored under the integration's key prefix.
+
+    The emulator keeps nothing across restarts (its accounts, configurations and tokens
+    are seeded afresh), so installations a real Redis still holds would name
+    configurations and tokens that no longer exist: every page would say "reinstall".
+    A restart starts clean instead; only keys under `KV_KEY_PREFIX` (default `vi:`) are
+    touched, and the embedded engine starts empty anyway. Returns how many were deleted."""
+    prefix = (environ.get("KV_KEY_PREFIX") or "vi:").encode()
+    pattern = re.sub(rb"([*?\[\]\\])", rb"\\\1", prefix) + b"*"
+    deleted, cursor = 0, b"0"
+    while True:
+        reply = backend.execute([b"SCAN", cursor, b"MATCH", pattern, b"COUNT", b"1000"])
+        assert isinstance(reply, list)
+        next_cursor, keys = reply
+        assert isinstance(next_cursor, bytes)
+        assert isinstance(keys, list)
+        names = [k for k in keys if isinstance(k, bytes)]
+        if names:
+            count = backend.execute([b"DEL", *names])
+            deleted += count if isinstance(count, int) else 0
+        if next_cursor == b"0":
+            return deleted
+        cursor = next_cursor
 
 
 def _start_emulator(

@@ -242,3 +242,48 @@ def test_make_dev_serves_and_stops_cleanly(sig: signal.Signals) -> None:
 def test_dev_key_is_labelled_as_such() -> None:
     key = DEVELOPMENT_SETTINGS["TOKEN_ENCRYPTION_KEY"].split(":", 1)[1]
     assert b"DEV-ONLY" in base64.b64decode(key)
+
+
+def test_a_restart_forgets_what_an_earlier_run_stored_under_the_prefix_only() -> None:
+    """The emulator starts afresh on every run, so installations a real Redis kept would
+    name configurations that no longer exist: a restart clears them (and nothing else)."""
+    from dev.kv_engine import Engine
+    from dev.stack import forget_earlier_runs
+
+    engine = Engine(description="test")
+    try:
+        for key in (b"vi:inst:icfg_1", b"vi:all", b"vi:gone:ab", b"other:vi:x", b"vix"):
+            engine.execute([b"SET", key, b"1"])
+        for n in range(2500):  # more than one SCAN page
+            engine.execute([b"SET", b"vi:event:%d" % n, b"done"])
+        assert forget_earlier_runs(engine, {}) == 2503
+        left = engine.execute([b"KEYS", b"*"])
+        assert isinstance(left, list)
+        assert sorted(k for k in left if isinstance(k, bytes)) == [b"other:vi:x", b"vix"]
+        # A prefix with glob characters is matched literally.
+        for key in (b"p[1]:a", b"p1:a"):
+            engine.execute([b"SET", key, b"1"])
+        assert forget_earlier_runs(engine, {"KV_KEY_PREFIX": "p[1]:"}) == 1
+        assert engine.execute([b"EXISTS", b"p1:a"]) == 1
+    finally:
+        engine.close()
+
+
+def test_dev_keep_kv_keeps_an_earlier_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dev import kv_gateway
+    from dev import stack as stack_module
+    from dev.kv_engine import Engine
+
+    engine = Engine(description="kept")
+    engine.execute([b"SET", b"vi:inst:icfg_1", b"{}"])
+    monkeypatch.setattr(kv_gateway, "open_backend", lambda _url=None: engine)
+    monkeypatch.setattr(stack_module, "_serve", lambda *_args, **_kwargs: None)
+    kept = stack_module.Stack(stack_module.ROOT)
+    environ = {"UPSTASH_REDIS_REST_TOKEN": "t", "DEV_KEEP_KV": "1"}
+    stack_module._start_kv_gateway(kept, 0, environ)
+    assert engine.execute([b"EXISTS", b"vi:inst:icfg_1"]) == 1
+    cleared = stack_module.Stack(stack_module.ROOT)
+    stack_module._start_kv_gateway(cleared, 0, {"UPSTASH_REDIS_REST_TOKEN": "t"})
+    assert engine.execute([b"EXISTS", b"vi:inst:icfg_1"]) == 0
+    assert "cleared 1 key(s) of an earlier run (DEV_KEEP_KV=1 keeps them)" in cleared.notes["kv"]
+    engine.close()
