@@ -129,6 +129,16 @@ class _HttpPush:
             raise RuntimeError(f"consumer {url} answered {response.status_code}")
 
 
+def _stored(message: Any) -> bool:
+    """False for a send the queue deduplicated (same idempotency key and payload).
+
+    The embedded service keeps such a send as a record pointing at the original
+    (`duplicate_of`) that is never delivered, so never acknowledged either: it is no
+    work left and no message of a chain. Counted, it kept the backlog at 1 for good.
+    """
+    return getattr(message, "duplicate_of", None) is None
+
+
 class LocalQueue:
     """The embedded Queue API on a local port, delivering to `functions_url` (the dev server)."""
 
@@ -164,7 +174,7 @@ class LocalQueue:
         async def count() -> dict[str, int]:
             state = self._app.server.state
             return {
-                topic: sum(1 for m in messages if not m.acknowledged)
+                topic: sum(1 for m in messages if _stored(m) and not m.acknowledged)
                 for topic, messages in state.by_topic.items()
             }
 
@@ -175,7 +185,10 @@ class LocalQueue:
 
         async def count() -> dict[str, int]:
             state = self._app.server.state
-            return {topic: len(messages) for topic, messages in state.by_topic.items()}
+            return {
+                topic: sum(1 for m in messages if _stored(m))
+                for topic, messages in state.by_topic.items()
+            }
 
         return asyncio.run_coroutine_threadsafe(count(), self._loop).result(5)
 

@@ -18,7 +18,8 @@ The message carries ids only and is signed:
   cursor, and must not be deduplicated against the one being handled.
 * `cursor` is the last project id (in id order) up to which every project is done or
   skipped: projects with a larger id are the work left.
-* `stall` counts hops that made no progress without a rate limit (a backoff), `skipped`
+* `stall` counts hops in a row that made no progress without a rate limit (each backs
+  off longer; after `MAX_STALLS` the chain stops and the sweep takes over), `skipped`
   says a project failed for good somewhere in the chain (the sweep gets it back).
 * `mac` is HMAC-SHA256 over the canonical JSON of the other fields, keyed by
   `Keyring.derive("queue-continuation")`: a key only this deployment holds (derived from
@@ -59,6 +60,7 @@ from lib.vercel.errors import DeadlineExceeded, RateLimited, VercelError
 __all__ = [
     "CONSUMER_BUDGET_S",
     "MAX_HOPS",
+    "MAX_STALLS",
     "TOPIC",
     "Forged",
     "Message",
@@ -79,6 +81,11 @@ CONSUMER_BUDGET_S = 40.0
 # pending and the cron sweep takes it from there. 1,000 projects at 300 creates a minute
 # took 9 messages (dev/queue/README.md), so this only stops a runaway chain.
 MAX_HOPS = 10_000
+# Hops in a row that moved nothing and saw no 429: the failure is one the queue's retries
+# do not fix (a project Vercel keeps refusing, a broken token that still lists). With the
+# 2**stall backoff this gives up after about 8 minutes; the installation stays pending and
+# the sweep retries it, so a broken installation is never retried by the queue for good.
+MAX_STALLS = 8
 # No delay may exceed the queue's retention (24 h on the conservative reading of
 # https://vercel.com/docs/queues/pricing); a rate limit never asks for more than minutes.
 MAX_DELAY_S = 3600.0
@@ -150,12 +157,16 @@ class Message:
         mac = hmac.new(key, self.canonical(), hashlib.sha256).hexdigest()
         return {**self.fields(), "mac": mac}
 
-    def successor(self, cursor: str, *, skipped: bool, progressed: bool) -> Message:
+    def successor(
+        self, cursor: str, *, skipped: bool, progressed: bool, limited: bool = False
+    ) -> Message:
+        """The next hop. A rate-limited hop that moved nothing is waiting, not stalling."""
+        stall = 0 if progressed else self.stall if limited else self.stall + 1
         return replace(
             self,
             hop=self.hop + 1,
             cursor=cursor,
-            stall=0 if progressed else self.stall + 1,
+            stall=stall,
             skipped=self.skipped or skipped,
         )
 
@@ -306,9 +317,10 @@ def handle(
         return "gone"
     if not store.is_pending(cfg):  # another run finished it: this chain is done
         return "settled"
-    if message.hop >= MAX_HOPS:
+    if message.hop >= MAX_HOPS or message.stall >= MAX_STALLS:
         log.warning(
-            "continuation chain too long; left to the sweep", extra={"configuration_id": cfg}
+            "continuation chain stopped; left to the sweep",
+            extra={"configuration_id": cfg, "hop": message.hop, "stall": message.stall},
         )
         return "abandoned"
     gate = RateGate(clock)
@@ -324,7 +336,9 @@ def handle(
     try:
         projects = provisioner.projects(provisioner.client(inst, deadline), inst)
     except (RateLimited, DeadlineExceeded):
-        following = message.successor(message.cursor, skipped=False, progressed=False)
+        following = message.successor(
+            message.cursor, skipped=False, progressed=False, limited=gate.reset_at is not None
+        )
         publisher(following, key, delay=gate.delay(jitter))
         return "continued"
     except VercelError as exc:
@@ -348,9 +362,10 @@ def handle(
                 return "gone"
         return "done"
     progressed = cursor != message.cursor
-    following = message.successor(cursor, skipped=skipped, progressed=progressed)
+    limited = gate.reset_at is not None
+    following = message.successor(cursor, skipped=skipped, progressed=progressed, limited=limited)
     delay = gate.delay(jitter)
-    if not progressed and gate.reset_at is None:
+    if not progressed and not limited:
         delay = min(300.0, 2.0 ** min(following.stall, 8))  # failing without a 429: back off
     publisher(following, key, delay=delay)
     return "continued"

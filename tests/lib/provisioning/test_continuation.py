@@ -226,6 +226,22 @@ def test_a_runaway_chain_is_left_to_the_sweep() -> None:
     assert published.sent == []
 
 
+def test_a_chain_that_keeps_failing_stops_and_leaves_the_installation_to_the_sweep() -> None:
+    # A broken installation (or a project Vercel keeps refusing) moves nothing hop after
+    # hop: the queue does not retry it for good, the pending mark stays for the sweep.
+    services, published = _Services(_Store()), _Published()
+    stuck = Message("icfg_abc", 1, hop=9, cursor="prj_b", stall=continuation.MAX_STALLS)
+    assert handle(stuck, services, Deadline(5), publisher=published) == "abandoned"
+    assert services.store.calls == ["get_installation", "is_pending"]  # nothing written
+    assert published.sent == []
+
+
+def test_a_rate_limited_hop_waits_without_counting_as_a_stall() -> None:
+    waiting = MSG.successor("prj_b", skipped=False, progressed=False, limited=True)
+    assert (waiting.hop, waiting.stall) == (4, 1)
+    assert MSG.successor("prj_c", skipped=False, progressed=True, limited=True).stall == 0
+
+
 def test_continue_later_starts_a_chain_only_when_work_is_left() -> None:
     services, published = _Services(_Store()), _Published()
     done = _report(("prj_a", True, []))
