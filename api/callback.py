@@ -11,9 +11,9 @@ must not. Provisioning runs after the installation is stored (as pending) and ne
 a completed install into an error page: what it could not finish is left to the sweep.
 
 When KV fails after the code was spent, what the exchange returned is kept sealed in an
-HttpOnly cookie scoped to this path (`KEPT_COOKIE`); the page's Retry reloads this very
-URL, which then completes the install without a new code. The cookie is dropped once the
-link's outcome is final.
+HttpOnly cookie of this link's own (`kept_cookie`), scoped to the Redirect URL's path;
+the page's Retry reloads this very URL, which then completes the install without a new
+code. The cookie is dropped once the link's outcome is final.
 """
 
 from dataclasses import replace
@@ -22,6 +22,7 @@ from lib.app import Services, get_services
 from lib.deadline import Deadline
 from lib.install import (
     KEPT_COOKIE,
+    KEPT_MAX,
     KEPT_TTL_S,
     STATE_COOKIE,
     CallbackParams,
@@ -30,6 +31,9 @@ from lib.install import (
     Unsaved,
     complete_install,
     holds_kept,
+    is_kept_cookie,
+    kept_cookie,
+    kept_path,
     parse_callback,
 )
 from lib.kv.client import KVError
@@ -53,10 +57,11 @@ def _handle(request: Request) -> Response:
         raise HTTPError(405, "Use GET.", headers={"Allow": "GET"})
     deadline = Deadline(_BUDGET_S)
     services = get_services()
-    kept = request.cookies.get(KEPT_COOKIE)
+    kept: str | None = None
     params: CallbackParams | None = None
     try:
         params = parse_callback(request.query, services.settings)
+        kept = _kept(request, services, params)
         outcome = complete_install(
             params,
             store=services.store,
@@ -68,12 +73,17 @@ def _handle(request: Request) -> Response:
         )
     except Unsaved as exc:
         response = error_page(exc, services.settings)
-        if exc.kept:
+        if exc.kept and params is not None:
+            name = kept_cookie(params)
+            others = sorted(n for n in request.cookies if is_kept_cookie(n) and n != name)
+            # Bounded. Which is oldest can't be read (the time is sealed): extras go by name.
+            for other in others[: max(0, len(others) - (KEPT_MAX - 1))]:
+                _drop(request, services, response, other)
             response.set_cookie(
-                KEPT_COOKIE,
+                name,
                 exc.kept,
                 max_age=KEPT_TTL_S,
-                path="/callback",
+                path=kept_path(services.settings),
                 secure=not request.is_local,
             )
         return response
@@ -86,10 +96,12 @@ def _handle(request: Request) -> Response:
         return _final(request, services, params, page)
     except KVError as exc:
         log.warning("storage unavailable", extra={"error": type(exc).__name__})
-        # With an exchange kept in this browser the install is still unsaved: say so
-        # again (a reload during the outage), never "still being completed".
+        # With this link's exchange kept in this browser the install is still unsaved:
+        # say so again (a reload during the outage), never "still being completed".
+        # Another link's kept exchange says nothing of this one.
+        held = params is not None and holds_kept(services.store.keyring, params, kept)
         err = (
-            Unsaved(None) if kept else InstallError(503, "storage", "Our storage is not answering.")
+            Unsaved(None) if held else InstallError(503, "storage", "Our storage is not answering.")
         )
         return error_page(err, services.settings)
     except (SettingsError, StoreError) as exc:
@@ -104,16 +116,32 @@ def _handle(request: Request) -> Response:
     return _final(request, services, params, success_page(result))
 
 
+def _kept(request: Request, services: Services, params: CallbackParams) -> str | None:
+    """The cookie keeping this link's exchange (or the single one an earlier version set,
+    when it is this link's)."""
+    own = request.cookies.get(kept_cookie(params))
+    if own:
+        return own
+    legacy = request.cookies.get(KEPT_COOKIE)
+    return legacy if holds_kept(services.store.keyring, params, legacy) else None
+
+
+def _drop(request: Request, services: Services, response: Response, name: str) -> None:
+    response.set_cookie(
+        name, "", max_age=0, path=kept_path(services.settings), secure=not request.is_local
+    )
+
+
 def _final(
     request: Request, services: Services, params: CallbackParams | None, response: Response
 ) -> Response:
     """This link's outcome is settled: the exchange kept for it has served its purpose.
     (One kept for another link stays: that link may still need it.)"""
-    kept = request.cookies.get(KEPT_COOKIE)
-    if params is not None and kept and holds_kept(services.store.keyring, params, kept):
-        response.set_cookie(
-            KEPT_COOKIE, "", max_age=0, path="/callback", secure=not request.is_local
-        )
+    if params is None:
+        return response
+    for name in (kept_cookie(params), KEPT_COOKIE):
+        if holds_kept(services.store.keyring, params, request.cookies.get(name)):
+            _drop(request, services, response, name)
     return response
 
 

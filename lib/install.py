@@ -33,9 +33,12 @@ lost team ids. So:
   transaction, so a failure leaves nothing behind and an interrupted provisioning is
   resumed by the sweep;
 * a completed install is never lost to a KV failure after the code was spent: what the
-  exchange returned is sealed (AES-GCM, bound to the link's configuration id and code,
-  15 minutes) into an HttpOnly cookie scoped to /callback, so a retry of the same link
-  stores the installation without a new code (`Unsaved`, `KEPT_COOKIE`).
+  exchange returned, and when, is sealed (AES-GCM, bound to the link's configuration id
+  and code, 15 minutes) into an HttpOnly cookie of that link's own (`kept_cookie`),
+  scoped to the Redirect URL's path, so a retry of the same link stores the installation
+  without a new code (`Unsaved`). A retry passes the same checks as an exchange (the
+  link's team), and stores nothing over an installation a newer exchange stored meanwhile
+  (the person started again from Vercel while this link waited).
 
 KV round trips for a successful first callback: one transaction before the exchange
 (claim the code, read the existing record, mark the state used) and one after it. A
@@ -80,6 +83,7 @@ from lib.vercel.transport import call_timeout
 
 __all__ = [
     "KEPT_COOKIE",
+    "KEPT_MAX",
     "KEPT_TTL_S",
     "STATE_COOKIE",
     "STATE_TTL_S",
@@ -90,6 +94,9 @@ __all__ = [
     "Unsaved",
     "complete_install",
     "holds_kept",
+    "is_kept_cookie",
+    "kept_cookie",
+    "kept_path",
     "parse_callback",
     "safe_next",
     "start_install",
@@ -99,9 +106,16 @@ log = get_logger("install")
 
 STATE_TTL_S = 600
 STATE_COOKIE = "vi_install"
-# What an exchange returned, kept sealed in the browser while KV could not store it.
+# What an exchange returned, kept sealed in the browser while KV could not store it: one
+# cookie per link (`kept_cookie`), so two unsaved installs in one browser both finish. The
+# bare name is an earlier version's single cookie, still read.
 KEPT_COOKIE = "vi_kept"
 KEPT_TTL_S = 15 * 60
+# At most this many kept exchanges per browser (each is ~0.5 KB of every /callback request).
+KEPT_MAX = 4
+_KEPT_NAME = re.compile(r"vi_kept(?:_[0-9a-f]{8})?")
+# A cookie `Path` we set from the Redirect URL: nothing that could end the attribute.
+_COOKIE_PATH = re.compile(r"/[A-Za-z0-9._~/-]{0,200}")
 # A code "is valid for 30 minutes" (vercel-api.md §1.3): its outcome is remembered as long.
 _WAIT_FOR_PEER_S = 8.0
 _POLL_S = 0.1
@@ -186,7 +200,7 @@ class CallbackParams:
 class InstallResult:
     """What the person sees at the end of a callback."""
 
-    configuration_id: str
+    configuration_id: str | None  # None: a repeat of a link that named none
     next: str | None
     already_installed: bool = False
     projects: list[str] = field(default_factory=list)
@@ -387,6 +401,26 @@ def start_install(keyring: Keyring, settings: Settings, *, nonce: str | None) ->
     return url, nonce
 
 
+def kept_cookie(params: CallbackParams) -> str:
+    """The name of the cookie that keeps this link's exchange: one per link (by a digest
+    of its code), so another link's unsaved install never takes its place."""
+    return f"{KEPT_COOKIE}_{hashlib.sha256(b'kept-cookie:' + params.code.encode()).hexdigest()[:8]}"
+
+
+def is_kept_cookie(name: str) -> bool:
+    """Whether a cookie of that name keeps an exchange (any link's, or the older single one)."""
+    return _KEPT_NAME.fullmatch(name) is not None
+
+
+def kept_path(settings: Settings) -> str:
+    """The kept cookie's `Path`: the Redirect URL's, so the cookie comes back to the
+    callback wherever the operator registered it (`/callback`, `/api/callback`)."""
+    if not settings.redirect_uri:
+        return "/callback"
+    path = urlsplit(settings.redirect_uri).path
+    return path if _COOKIE_PATH.fullmatch(path) else "/"
+
+
 def _kept_aad(params: CallbackParams) -> str:
     """Binds a kept exchange to the link's configuration and code: it opens only on a
     retry of the same callback URL."""
@@ -394,9 +428,18 @@ def _kept_aad(params: CallbackParams) -> str:
     return f"kept:{params.configuration_id or _UNNAMED}:{code}"
 
 
-def _keep(keyring: Keyring, params: CallbackParams, token: OAuthToken) -> str:
+@dataclass(frozen=True)
+class _Kept:
+    """An exchange kept for a retry: the token, and when the exchange returned it."""
+
+    token: OAuthToken
+    at: float
+
+
+def _keep(keyring: Keyring, params: CallbackParams, token: OAuthToken, at: float) -> str:
     payload = {
         "exp": int(time.time()) + KEPT_TTL_S,
+        "at": at,
         "access_token": token.access_token.get_secret_value(),
         "token_type": token.token_type,
         "installation_id": token.installation_id,
@@ -406,7 +449,7 @@ def _keep(keyring: Keyring, params: CallbackParams, token: OAuthToken) -> str:
     return keyring.seal(json.dumps(payload, separators=(",", ":")), aad=_kept_aad(params))
 
 
-def _kept(keyring: Keyring, params: CallbackParams, kept: str | None) -> OAuthToken | None:
+def _kept(keyring: Keyring, params: CallbackParams, kept: str | None) -> _Kept | None:
     """The exchange kept for this link, when the cookie opens and is still fresh."""
     if not kept:
         return None
@@ -415,18 +458,22 @@ def _kept(keyring: Keyring, params: CallbackParams, kept: str | None) -> OAuthTo
         if not payload["exp"] > time.time():
             return None
         token = OAuthToken.model_validate(payload)
-    except (CryptoError, ValueError, TypeError, KeyError):
+        # A value kept before the time was sealed in: it was sealed just after the exchange.
+        at = float(payload.get("at", payload["exp"] - KEPT_TTL_S))
+    except (CryptoError, ValueError, TypeError, KeyError, AttributeError):
         return None
     if params.configuration_id not in (None, token.installation_id):
         return None
     register_secret(token.access_token.get_secret_value())
-    return token
+    return _Kept(token, at)
 
 
 def holds_kept(keyring: Keyring, params: CallbackParams, kept: str | None) -> bool:
-    """Whether `kept` is the exchange kept for this very link (then, once the link's
-    outcome is final, the browser can drop it)."""
-    return _kept(keyring, params, kept) is not None
+    """Whether `kept` is the exchange kept for this very link, and the link matches it
+    (then, once the link's outcome is final, the browser can drop it; a link altered to
+    name another team never makes it drop the exchange kept for the real one)."""
+    found = _kept(keyring, params, kept)
+    return found is not None and _mismatch(params, found.token) is None
 
 
 def complete_install(
@@ -463,6 +510,9 @@ def complete_install(
         # A refresh, a double click, two tabs: another request has this code. Its
         # outcome is ours; this request used nothing (a state it marked goes back).
         _undo(store, claim, release_code=False, restore_state=True)
+        if claim.gone:
+            # Finished before an uninstall: the link's outcome now is that it was removed.
+            raise _removed(next=params.next)
         try:
             _await_peer(store, claim, deadline)
         except InstallError as exc:
@@ -470,7 +520,8 @@ def complete_install(
             if not (named is None and exc.kind == "mismatch"):
                 exc.next = exc.next or params.next
                 raise
-        return CallbackOutcome(InstallResult(named or "", params.next, already_installed=True))
+        # Unnamed, the id is not known here (the code's mark holds only its digest).
+        return CallbackOutcome(InstallResult(named, params.next, already_installed=True))
 
     try:
         existing = store.claimed_installation(claim) if named else None
@@ -479,21 +530,33 @@ def complete_install(
         if claim.gone:
             raise _removed()  # uninstalled: never spend the code on it
         if resumed is not None:
-            token: OAuthToken | None = resumed
+            token: OAuthToken | None = resumed.token
+            exchanged_at = resumed.at
+            _check_match(params, resumed.token)  # what the exchange would have checked
             log.info("install resumed from the kept exchange", extra={"configuration_id": cfg})
         else:
             exchange_deadline = deadline.within(settings.vercel_timeout_s)
             token = _exchange(
                 params, settings, redirect_uri, existing, exchange_deadline, transport
             )
+            exchanged_at = time.time()
         if token is None:
             # The code was used before we kept a record of it (or that record expired),
             # and the installation exists: the install worked. Nothing is written.
             _undo(store, claim, release_code=True, restore_state=True)
             return CallbackOutcome(InstallResult(cfg, params.next, already_installed=True))
         try:
-            inst, existing = _store(
-                params, token, claim, existing, store, settings, spec, deadline, transport
+            stored = _store(
+                params,
+                token,
+                claim,
+                existing,
+                store,
+                settings,
+                spec,
+                deadline,
+                transport,
+                since=exchanged_at if resumed is not None else None,
             )
         except KVError:
             # The code is spent: keep what it bought in this browser (unless it has it).
@@ -501,8 +564,23 @@ def complete_install(
                 "installation not saved: KV failed after the exchange; kept for a retry",
                 extra={"configuration_id": token.installation_id},
             )
-            sealed = None if resumed is not None else _keep(store.keyring, params, token)
+            sealed = (
+                None if resumed is not None else _keep(store.keyring, params, token, exchanged_at)
+            )
             raise Unsaved(sealed) from None
+        if stored is None:
+            # A newer exchange for this configuration was stored while this one waited in
+            # the browser (the person started again from Vercel): the older token must not
+            # replace it. The install is done; nothing is written.
+            log.info(
+                "kept exchange superseded by a newer install; nothing written",
+                extra={"configuration_id": token.installation_id},
+            )
+            _undo(store, claim, release_code=True, restore_state=True)
+            return CallbackOutcome(
+                InstallResult(token.installation_id, params.next, already_installed=True)
+            )
+        inst, existing = stored
     except InstallError as exc:
         _undo(store, claim, release_code=True, restore_state=exc.kind != "bad_state")
         exc.next = exc.next or params.next
@@ -535,8 +613,13 @@ def _store(
     spec: Spec,
     deadline: Deadline,
     transport: Any,
-) -> tuple[Installation, Installation | None]:
-    """Store what the token bought; returns it and the installation it refreshed."""
+    *,
+    since: float | None = None,
+) -> tuple[Installation, Installation | None] | None:
+    """Store what the token bought; returns it and the installation it refreshed. With
+    `since` (a kept exchange's time), None when the stored installation's token is newer:
+    every stored exchange sets `owner_at` to its moment, and so does a later ownership
+    fact, which the kept token predates too."""
     if params.configuration_id is None:
         log.info(
             "callback without configurationId: the token's installation is used",
@@ -544,6 +627,8 @@ def _store(
         )
         params = replace(params, configuration_id=token.installation_id)
         existing = store.get_installation(token.installation_id)
+    if since is not None and existing is not None and existing.owner_at > since:
+        return None
     access = token.access_token.get_secret_value()
     register_secret(access)
     configuration = _read_configuration(access, token, settings, deadline, transport)
@@ -565,9 +650,12 @@ def _store(
     return inst, existing
 
 
-def _removed() -> InstallError:
+def _removed(*, next: str | None = None) -> InstallError:
     return InstallError(
-        410, "removed", "This installation was removed from Vercel. Install the integration again."
+        410,
+        "removed",
+        "This installation was removed from Vercel. Install the integration again.",
+        next=next,
     )
 
 
@@ -621,23 +709,33 @@ def _exchange(
             "callback without teamId: the token's team is used",
             extra={"configuration_id": params.configuration_id},
         )
+    _check_match(params, token)
+    return token
+
+
+def _mismatch(params: CallbackParams, token: OAuthToken) -> dict[str, bool] | None:
+    """What of the link the token contradicts (None: nothing): its configuration, or its
+    team when it names one."""
     team_differs = params.team_id is not None and token.team_id != params.team_id
     named_differs = (
         params.configuration_id is not None and token.installation_id != params.configuration_id
     )
-    if named_differs or team_differs:
-        # Vercel spent the code on a token for another configuration or team than the
-        # link names: a forged or mangled link. The token is dropped unused.
+    if not (named_differs or team_differs):
+        return None
+    return {"installation_matches": not named_differs, "team_matches": not team_differs}
+
+
+def _check_match(params: CallbackParams, token: OAuthToken) -> None:
+    """The token belongs to the configuration and team the link names, whether it was
+    exchanged now or kept by an earlier attempt at this link. Else the link was forged or
+    mangled: the token is dropped unused."""
+    differs = _mismatch(params, token)
+    if differs is not None:
         log.warning(
             "token does not match the callback",
-            extra={
-                "configuration_id": params.configuration_id,
-                "installation_matches": not named_differs,
-                "team_matches": not team_differs,
-            },
+            extra={"configuration_id": params.configuration_id, **differs},
         )
         raise InstallError(400, "mismatch", "This install link does not match its installation.")
-    return token
 
 
 def _undo(store: Store, claim: InstallClaim, *, release_code: bool, restore_state: bool) -> None:

@@ -1061,6 +1061,46 @@ def set_cookies(response: httpx.Response) -> dict[str, dict[str, str]]:
     return out
 
 
+def kept_name(callback_url: str) -> str:
+    """The name of the cookie that keeps this link's exchange (one per link)."""
+    from lib.install import CallbackParams, kept_cookie
+
+    code = dict(parse_qsl(urlsplit(callback_url).query))["code"]
+    return kept_cookie(CallbackParams(code, None, None, None, None, None))
+
+
+def leave_unsaved(e2e: Any, browser: Browser, callback_url: str) -> httpx.Response:
+    """The browser follows `callback_url`; the code is spent at Vercel, then KV fails the
+    closing write and all else until this returns (the failed attempt's "pending" claim
+    is left, as the outage leaves it). Returns the answer: "not saved yet"."""
+    gateway = e2e.kv.gateway
+    answers: list[httpx.Response] = []
+    # The closing write: the one single-command request naming a record (the claim reads
+    # it inside its /multi-exec). Cancelled, not released: no `with`, whose exit would
+    # let it run.
+    closing = gateway.hold(key_glob="vi:inst:*", path="/")
+    click = threading.Thread(target=lambda: answers.append(browser.get(callback_url)))
+    click.start()
+    try:
+        assert closing.wait_held(timeout=20)
+        gateway.set_faults(error_rate=1.0, error_status=503)  # KV goes down
+        closing.cancel()  # the closing write fails without running (its retry too)
+        click.join(30)
+    finally:
+        gateway.clear_faults()
+    [failed] = answers
+    assert "not saved yet" in is_page(failed, 503)
+    return failed
+
+
+def drop_pending_claims(e2e: Any) -> None:
+    """What 60 s do to the claims an outage could not give back: they expire."""
+    dump = kv_dump(e2e)
+    for key in e2e.kv_keys("vi:code:*"):
+        if dump[key] == "pending":
+            e2e.kv.gateway.backend.execute([b"DEL", key.encode()])
+
+
 def test_a_completed_install_survives_kv_failing_after_the_exchange(
     e2e: Any, browser: Browser, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -1070,7 +1110,7 @@ def test_a_completed_install_survives_kv_failing_after_the_exchange(
     reload during the outage says the same (never "still being completed"); once KV is
     back, a reload stores the installation without a new code, provisions it, and sends
     the browser on to `next`. The code was spent once."""
-    from lib.install import KEPT_COOKIE, KEPT_TTL_S
+    from lib.install import KEPT_TTL_S, is_kept_cookie
 
     w = world(e2e)
     callback_url = browser.authorize(w.team, start=browser.start())
@@ -1096,7 +1136,7 @@ def test_a_completed_install_survives_kv_failing_after_the_exchange(
     assert '<a class="button" href="">Retry</a>' in text  # this very URL, not echoed
     assert "Nothing was lost" not in text
     assert failed.headers["retry-after"].isdigit()
-    kept = set_cookies(failed)[KEPT_COOKIE]
+    kept = set_cookies(failed)[kept_name(callback_url)]
     assert kept["path"] == "/callback"
     assert kept["max-age"] == str(KEPT_TTL_S)
     assert kept["samesite"] == "Lax"
@@ -1110,15 +1150,15 @@ def test_a_completed_install_survives_kv_failing_after_the_exchange(
     assert "not saved yet" in text
     assert "still being completed" not in text
     assert 'href="">Retry' in text
-    assert KEPT_COOKIE not in set_cookies(during)  # the browser keeps what it has
+    assert not any(map(is_kept_cookie, set_cookies(during)))  # the browser keeps what it has
 
     gateway.clear_faults()  # KV is back
     chain = browser.follow(callback_url)
 
     assert [r.status_code for r in chain] == [302, 200]
     assert chain[0].headers["location"] == query["next"]
-    assert set_cookies(chain[0])[KEPT_COOKIE]["max-age"] == "0"  # dropped: its work is done
-    assert KEPT_COOKIE not in browser.client.cookies
+    assert set_cookies(chain[0])[kept_name(callback_url)]["max-age"] == "0"  # its work is done
+    assert not any(map(is_kept_cookie, browser.client.cookies))
     [inst] = installations(e2e)
     assert inst.configuration_id == cfg
     assert inst.owner_id == w.team
@@ -1141,7 +1181,6 @@ def test_the_kept_cookie_is_secure_when_deployed(e2e: Any) -> None:
     """Served on a public host (here: the function called directly, as Vercel's edge
     would, with that Host), the kept exchange's cookie is Secure as well."""
     from api.callback import app
-    from lib.install import KEPT_COOKIE
 
     w = world(e2e)
     minted = e2e.emulator.mint_code(scope=w.user)
@@ -1163,7 +1202,7 @@ def test_the_kept_cookie_is_secure_when_deployed(e2e: Any) -> None:
     closing.cancel()
     thread.join(30)
     gateway.clear_faults()
-    kept = set_cookies(answers[0])[KEPT_COOKIE]
+    kept = set_cookies(answers[0])[kept_name(link)]
     assert {"secure", "httponly"} <= set(kept)
     assert (kept["samesite"], kept["path"]) == ("Lax", "/callback")
 
@@ -1172,32 +1211,20 @@ def test_a_kept_exchange_opens_only_for_its_own_link(e2e: Any, browser: Browser)
     """The sealed cookie is bound to its link's configuration and code: altered, or
     presented with another link, it is ignored, and that link runs as if it were absent
     (here: the spent code is refused honestly, with the way to start again)."""
-    from lib.install import KEPT_COOKIE
-
     w = world(e2e)
     callback_url = browser.authorize(w.user)  # marketplace-style: no state
-    gateway = e2e.kv.gateway
-    closing = gateway.hold(key_glob="vi:inst:*", path="/")
-    answers: list[httpx.Response] = []
-    click = threading.Thread(target=lambda: answers.append(browser.get(callback_url)))
-    click.start()
-    assert closing.wait_held(timeout=20)
-    gateway.set_faults(error_rate=1.0, error_status=503)
-    closing.cancel()
-    click.join(30)
-    gateway.clear_faults()
-    kept = browser.client.cookies[KEPT_COOKIE]
-    assert is_page(answers[0], 503)
+    leave_unsaved(e2e, browser, callback_url)
+    name = kept_name(callback_url)
+    kept = browser.client.cookies[name]
 
     other = e2e.emulator.mint_code(scope=w.team)  # another link, same browser
     assert browser.follow(other["redirectUrl"])[0].status_code == 302
     assert {i.owner_id for i in installations(e2e)} == {w.team}  # not the kept one
-    assert browser.client.cookies[KEPT_COOKIE] == kept  # still there for its own link
+    assert browser.client.cookies[name] == kept  # still there for its own link
 
     # The failed attempt could not give its claim back (KV was down): it expires in 60 s.
-    [claim] = [k for k in e2e.kv_keys("vi:code:*") if kv_dump(e2e)[k] == "pending"]
-    gateway.backend.execute([b"DEL", claim.encode()])
-    browser.client.cookies.set(KEPT_COOKIE, kept[:-2] + ("AA" if kept[-2:] != "AA" else "BB"))
+    drop_pending_claims(e2e)
+    browser.client.cookies.set(name, kept[:-2] + ("AA" if kept[-2:] != "AA" else "BB"))
     refused = browser.get(callback_url)
     assert "already used or has expired" in is_page(refused, 400)
     assert {i.owner_id for i in installations(e2e)} == {w.team}

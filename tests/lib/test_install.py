@@ -26,6 +26,9 @@ from lib.install import (
     CallbackParams,
     InstallError,
     complete_install,
+    is_kept_cookie,
+    kept_cookie,
+    kept_path,
     parse_callback,
     safe_next,
     start_install,
@@ -281,6 +284,39 @@ def test_parse_callback_refuses(
     assert caught.value.status == 400
     assert caught.value.kind == "bad_request"
     assert problem in caught.value.message
+
+
+# --------------------------------------------------------------- the kept cookie
+
+
+@pytest.mark.parametrize(
+    ("redirect_uri", "path"),
+    [
+        ("https://integration.example.com/callback", "/callback"),
+        ("https://integration.example.com/api/callback", "/api/callback"),
+        ("https://integration.example.com/", "/"),
+        ("https://integration.example.com", "/"),
+        ("https://integration.example.com/a%3Bb/callback", "/"),  # nothing to end the attribute
+    ],
+)
+def test_the_kept_cookie_follows_the_redirect_url(
+    offline_settings: Settings, redirect_uri: str, path: str
+) -> None:
+    """Registered as /api/callback, the Redirect URL is served there and the browser
+    sends the kept cookie back only under that path."""
+    settings_ = offline_settings.model_copy(update={"redirect_uri": redirect_uri})
+    assert kept_path(settings_) == path
+
+
+def test_each_link_keeps_its_exchange_under_a_name_of_its_own() -> None:
+    def link(code: str) -> CallbackParams:
+        return CallbackParams(code, None, None, None, None, None)
+
+    names = {kept_cookie(link(f"code-{i}")) for i in range(200)}
+    assert len(names) == 200
+    assert kept_cookie(link("a")) == kept_cookie(link("a"))
+    assert all(map(is_kept_cookie, [*names, "vi_kept"]))
+    assert not any(map(is_kept_cookie, ["vi_install", "vi_kept_", "vi_kept_zzzzzzzz", "x"]))
 
 
 # ---------------------------------------------------- complete_install against fakes

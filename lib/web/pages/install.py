@@ -107,6 +107,11 @@ def success_page(result: InstallResult) -> Response:
             message,
             tone="success",
             details=details,
-            actions=[(configure_url(result.configuration_id), "View configuration")],
+            # A repeat of a link that named no configuration does not know which one.
+            actions=(
+                [(configure_url(result.configuration_id), "View configuration")]
+                if result.configuration_id
+                else []
+            ),
         )
     )
