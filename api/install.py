@@ -4,6 +4,8 @@ The state is signed, not stored: issuing it writes nothing, so anonymous traffic
 KV. It is bound to this browser by the digest of a random nonce kept in an HttpOnly
 cookie, valid ten minutes, and marked used when the callback claims its code
 (`lib.install`), so a callback carrying it completes once, in the browser that began.
+That holds for installs started here: a link from Vercel's marketplace carries no state,
+and is bound only by its single-use code.
 """
 
 from lib.app import get_services
@@ -18,12 +20,17 @@ def _handle(request: Request) -> Response:
     # HEAD too is refused, as `Allow` says: it can never complete an install.
     if request.method != "GET":
         raise HTTPError(405, "Use GET.", headers={"Allow": "GET"})
-    cfg = request.arg("configurationId")
-    if cfg is not None:
+    named = [v for v in request.query.get("configurationId", []) if v]
+    if named:
         # A link from before the configuration page used Sign in with Vercel: that page
         # proves who the visitor is now, and an install flow must never be the way.
-        if not CONFIGURATION_ID.fullmatch(cfg):
-            raise HTTPError(400, "The parameter 'configurationId' is not valid.")
+        cfg = named[0]
+        if len(named) > 1 or not CONFIGURATION_ID.fullmatch(cfg):
+            raise HTTPError(
+                400,
+                "This link is incomplete or damaged: open the integration from your "
+                "Vercel dashboard.",
+            )
         return Response.redirect(configure_url(cfg))
     services = get_services()
     url, nonce = start_install(

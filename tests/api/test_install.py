@@ -182,6 +182,9 @@ def test_bad_configuration_id_is_refused_and_stores_nothing(e2e: Any, query: str
     assert response.status_code == 400
     assert "<script>" not in response.text
     assert "set-cookie" not in response.headers
+    # Words, not the parameter's name.
+    assert "open the integration from your Vercel dashboard" in response.text
+    assert "configurationId" not in response.text
     assert e2e.kv_keys() == []
 
 
