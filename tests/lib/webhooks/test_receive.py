@@ -24,6 +24,7 @@ from lib.deadline import Deadline
 from lib.kv.client import KV
 from lib.kv.records import Installation, ProjectRecord
 from lib.kv.store import Gone, Store
+from lib.log import configure
 from lib.webhooks.handlers import HANDLERS, Event, Outcome, Target
 from lib.webhooks.receive import Envelope, Reply, normalize_type, receive
 
@@ -394,3 +395,103 @@ def test_during_a_rotation_both_secrets_verify_and_no_other(
     for secret, status in ((SECRET, 200), ("old-secret-xyz", 200), ("another-one", 403)):
         reply = receive(body, hmac_sha1_hex(secret, body), services, Deadline(5))
         assert reply.status == status, secret
+
+
+# -- what the mutation sample found unjudged (issue 11, `make mutation`) --------------------
+
+
+def _audit_lines(out: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("event") == "webhook_refused"]
+
+
+def test_each_refusal_is_one_audit_line_saying_why(
+    services: Services, handler: Recorder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure()  # JSON lines on stdout, as every function logs
+    stale = json.dumps(
+        {
+            "id": "evt_old",
+            "type": "project.created",
+            "createdAt": int((time.time() - 3 * 24 * 3600) * 1000),
+            "payload": {"team": {"id": "team_1"}},
+        }
+    ).encode()
+    cases = [
+        (body(), None, "missing signature"),
+        (body(), "00" * 20, "bad signature"),
+        (b'{"id": ', "sign", "malformed"),
+        (stale, "sign", "stale"),
+    ]
+    for raw, signature, reason in cases:
+        capsys.readouterr()
+        deliver(services, raw, signature)
+        (line,) = _audit_lines(capsys.readouterr().out)
+        assert line["msg"] == "audit: webhook refused", line
+        assert line["reason"] == reason, line
+        assert line["level"] == "warning", line
+    assert handler.calls == []
+
+
+def test_an_uninstall_of_an_unknown_installation_still_runs_its_sweep(
+    services: Services, handler: Recorder
+) -> None:
+    """Nothing stored for it, yet keys may be left behind: the removal handler runs (on
+    no target); any other event for an unknown installation runs nothing."""
+    removed = body("integration-configuration.removed", configuration={"id": "icfg_gone"})
+    assert deliver(services, removed).status == 200
+    assert handler.calls == [("evt_1", None)]
+    other = body("project.created", event_id="evt_2", configuration={"id": "icfg_gone"})
+    assert deliver(services, other).body == {"status": "ignored"}
+    assert handler.calls == [("evt_1", None)]
+
+
+def test_an_event_every_handler_ignores_is_answered_ignored(
+    services: Services, store: Store, handler: Recorder
+) -> None:
+    installed(store)
+    handler.outcome = "ignored"
+    reply = deliver(services, body(team={"id": "team_1"}))
+    assert (reply.status, reply.body) == (200, {"status": "ignored"})
+
+
+def test_a_retry_for_an_installation_removed_meanwhile_is_acknowledged(
+    services: Services, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing is left to retry for: Vercel is told so (2xx) rather than to redeliver."""
+    installed(store)
+
+    def racing(event: Event, target: Target | None, svc: Services, d: Deadline) -> Outcome:
+        store.delete_installation("icfg_1", ["team_1"])
+        return "retry"
+
+    monkeypatch.setitem(HANDLERS, "project.created", racing)
+    reply = deliver(services, body(configuration={"id": "icfg_1"}))
+    assert (reply.status, reply.body) == (200, {"status": "ignored"})
+
+
+def test_a_transfer_cut_short_by_an_uninstall_leaves_no_index_in_the_new_team(
+    services: Services, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transfer indexed the installation under its new team, then the uninstall
+    (knowing only the old team) removed it: the sweep after it clears the new team's
+    index too."""
+    installed(store)
+
+    def racing(event: Event, target: Target | None, svc: Services, d: Deadline) -> Outcome:
+        def moved(inst: Installation) -> Installation:
+            return inst.model_copy(update={"owner_id": "team_9", "team_id": "team_9"})
+
+        store.update_installation("icfg_1", moved)
+        assert store.installations_for_owner("team_9") == ["icfg_1"]
+        store.kv.call("DEL", store.key("inst", "icfg_1"))  # removed, indexes left behind
+        return "applied"
+
+    monkeypatch.setitem(HANDLERS, "integration-configuration.transferred", racing)
+    raw = body(
+        "integration-configuration.transferred",
+        configuration={"id": "icfg_1"},
+        newTeamId="team_9",
+    )
+    assert deliver(services, raw).status == 200
+    assert store.installations_for_owner("team_9") == []
