@@ -129,6 +129,15 @@ _PATTERNS = {
     # "expired" with the way to start again, not as a broken link.
     "state": re.compile(r"[A-Za-z0-9._-]{16,160}"),
 }
+# What the parameters are, in the words of a refusal page.
+_WORDS = {
+    "code": "install code",
+    "configurationId": "configuration",
+    "teamId": "team",
+    "source": "source",
+    "state": "install state",
+    "next": "return address",
+}
 _NONCE = re.compile(r"[A-Za-z0-9_-]{32,64}")
 _STATE = re.compile(
     r"v1\.(?P<exp>[0-9]{1,12})\.[A-Za-z0-9_-]{16}\.(?P<browser>[A-Za-z0-9_-]{22})\.(?P<mac>[A-Za-z0-9_-]{43})"
@@ -279,20 +288,27 @@ def _checked_next(value: str | None, settings: Settings) -> str | None:
 def parse_callback(query: dict[str, list[str]], settings: Settings) -> CallbackParams:
     """Validate the Redirect URL's query. Raises `InstallError(400, "bad_request", ...)`."""
 
+    def refuse(name: str, problem: str) -> InstallError:
+        # The person reads words; the operator's log names the parameter.
+        log.info("callback link refused", extra={"parameter": name, "problem": problem})
+        return InstallError(
+            400,
+            "bad_request",
+            f"This install link is incomplete or damaged: its {_WORDS[name]} is {problem}.",
+        )
+
     def one(name: str, *, required: bool = False) -> str | None:
         values = query.get(name, [])
         if len(values) > 1:
-            raise InstallError(
-                400, "bad_request", f"The parameter '{name}' appears more than once."
-            )
+            raise refuse(name, "given twice")
         value = values[0] if values else None
         if not value:
             if required:
-                raise InstallError(400, "bad_request", f"The parameter '{name}' is missing.")
+                raise refuse(name, "missing")
             return None
         pattern = _PATTERNS.get(name)
         if pattern is not None and not pattern.fullmatch(value):
-            raise InstallError(400, "bad_request", f"The parameter '{name}' is not valid.")
+            raise refuse(name, "not valid")
         return value
 
     # `next` first, so that every refusal below can offer the way back to Vercel.

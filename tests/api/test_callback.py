@@ -703,7 +703,7 @@ def test_configuration_id_not_of_vercels_form_spends_nothing(
 
     refused = browser.get(with_query(minted["redirectUrl"], configurationId=cfg))
 
-    assert "configurationId" in is_page(refused, 400)
+    assert "configuration is not valid" in is_page(refused, 400)
     assert oauth_calls(e2e) == 0
     assert e2e.kv.gateway.stats()["requests"] == 0
     assert e2e.emulator.state()["codes"]["unused"] == 1

@@ -145,7 +145,7 @@ def test_without_configuration_id_our_state_lets_the_token_name_it(
     # Without our state nothing vouches for the link: refused, nothing stored.
     before = kv_dump(e2e)
     refused = browser.get(minted["redirectUrl"])
-    assert "configurationId" in is_page(refused, 400)
+    assert "configuration is missing" in is_page(refused, 400)
     assert kv_dump(e2e) == before
     # With the state of an install begun here, the token names the installation.
     vercel_page = _started_here(e2e, browser)

@@ -255,25 +255,28 @@ def test_parse_callback_optional_fields(offline_settings: Settings) -> None:
 @pytest.mark.parametrize(
     ("changes", "problem"),
     [
-        ({"code": "<drop>"}, "'code' is missing"),
-        ({"code": ""}, "'code' is missing"),
-        ({"configurationId": "<drop>"}, "'configurationId' is missing"),
-        ({"code": ["a", "b"]}, "'code' appears more than once"),
-        ({"next": ["https://vercel.com/a", "https://vercel.com/b"]}, "'next' appears"),
-        ({"code": "a" * 513}, "'code' is not valid"),
-        ({"code": "a b"}, "'code' is not valid"),
-        ({"code": "abc\n"}, "'code' is not valid"),  # `$` would have let this through
-        ({"configurationId": LINK_CFG + "\n"}, "'configurationId' is not valid"),
-        ({"configurationId": "icfg_abc"}, "'configurationId' is not valid"),  # not 24
-        ({"configurationId": LINK_CFG + "e"}, "'configurationId' is not valid"),
-        ({"configurationId": "cfg_abc"}, "'configurationId' is not valid"),
-        ({"configurationId": "icfg_١٢٣"}, "'configurationId' is not valid"),  # Arabic digits
-        ({"teamId": "user_x"}, "'teamId' is not valid"),
-        ({"teamId": "team_x\n"}, "'teamId' is not valid"),
-        ({"source": "<b>"}, "'source' is not valid"),
-        ({"state": "short"}, "'state' is not valid"),
-        ({"state": "s" * 161}, "'state' is not valid"),
-        ({"state": "v1.1.a b"}, "'state' is not valid"),
+        ({"code": "<drop>"}, "install code is missing"),
+        ({"code": ""}, "install code is missing"),
+        ({"configurationId": "<drop>"}, "configuration is missing"),
+        ({"code": ["a", "b"]}, "install code is given twice"),
+        (
+            {"next": ["https://vercel.com/a", "https://vercel.com/b"]},
+            "return address is given twice",
+        ),
+        ({"code": "a" * 513}, "install code is not valid"),
+        ({"code": "a b"}, "install code is not valid"),
+        ({"code": "abc\n"}, "install code is not valid"),  # `$` would have let this through
+        ({"configurationId": LINK_CFG + "\n"}, "configuration is not valid"),
+        ({"configurationId": "icfg_abc"}, "configuration is not valid"),  # not 24
+        ({"configurationId": LINK_CFG + "e"}, "configuration is not valid"),
+        ({"configurationId": "cfg_abc"}, "configuration is not valid"),
+        ({"configurationId": "icfg_١٢٣"}, "configuration is not valid"),  # Arabic digits
+        ({"teamId": "user_x"}, "team is not valid"),
+        ({"teamId": "team_x\n"}, "team is not valid"),
+        ({"source": "<b>"}, "source is not valid"),
+        ({"state": "short"}, "install state is not valid"),
+        ({"state": "s" * 161}, "install state is not valid"),
+        ({"state": "v1.1.a b"}, "install state is not valid"),
     ],
 )
 def test_parse_callback_refuses(
@@ -284,6 +287,8 @@ def test_parse_callback_refuses(
     assert caught.value.status == 400
     assert caught.value.kind == "bad_request"
     assert problem in caught.value.message
+    assert "'" not in caught.value.message  # words, not a quoted parameter name
+    assert not {"configurationId", "teamId"} & set(caught.value.message.split())
 
 
 # --------------------------------------------------------------- the kept cookie
