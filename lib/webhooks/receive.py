@@ -36,7 +36,7 @@ from lib.crypto import verify_hmac_sha1
 from lib.deadline import Deadline
 from lib.kv.client import KVError
 from lib.kv.store import EVENT_DONE_TTL_S, Gone
-from lib.log import get_logger
+from lib.log import bind, get_logger, unbind
 from lib.webhooks.handlers import HANDLERS, Event, Outcome, Target
 
 __all__ = ["Envelope", "Reply", "normalize_type", "receive"]
@@ -171,6 +171,7 @@ def receive(body: bytes, signature: str | None, services: Services, deadline: De
         configuration_id=cfg,
         owner_id=owner,
     )
+    scope = bind(event_id=event.id, configuration_id=cfg, owner_id=owner)  # on every line
     try:
         return _dispatch(event, services, deadline)
     except KVError as exc:
@@ -178,6 +179,8 @@ def receive(body: bytes, signature: str | None, services: Services, deadline: De
             "event deferred: KV unavailable", extra={"event_id": event.id, "error": str(exc)}
         )
         return Reply(503, {"status": "retry"}, retry_after=10)
+    finally:
+        unbind(scope)
 
 
 def _dispatch(event: Event, services: Services, deadline: Deadline) -> Reply:

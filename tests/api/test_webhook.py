@@ -1141,3 +1141,28 @@ def test_install_reinstall_and_uninstall_are_audit_lines(
         if event in ("install", "reinstall", "uninstall"):
             assert configuration_id
             assert request_id.startswith("dev1::")  # the dev server's x-vercel-id
+
+
+def test_every_line_of_a_delivery_names_its_event_and_configuration(
+    e2e: E2E, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = install(e2e, "acme")
+    drain(e2e)
+    body = envelope(
+        "project.created",
+        {"configuration": {"id": cfg}, "project": {"id": "prj_new", "name": "new"}},
+        event_id="evt_lines_1",
+    )
+    capsys.readouterr()
+    with in_process() as client:
+        headers = {
+            "x-vercel-id": "iad1::lines",
+            "x-vercel-signature": sign(body, E2E_CLIENT_SECRET),
+        }
+        assert client.post("/webhook", content=body, headers=headers).status_code in (200, 503)
+    mine = [x for x in _lines(capsys.readouterr().out) if x.get("request_id") == "iad1::lines"]
+    assert [x["msg"] for x in mine][-1] == "request"  # the request line, by request id
+    about = mine[:-1]
+    assert about  # what the event did: each line names the event and the installation
+    for line in about:
+        assert (line["event_id"], line["configuration_id"]) == ("evt_lines_1", cfg), line
