@@ -3,13 +3,14 @@
 What is compared, all over real HTTP to the emulator (and, for us, the KV gateway):
 
 * ours: `Provisioner.reconcile` of a fresh all-projects installation — per project one
-  env list and one batched create, `DEFAULT_CONCURRENCY` projects at a time, after the
-  project listing (100 per page).
+  batched create and no env list (nothing of ours is recorded there yet; only a create
+  that reports a conflict lists the project), `DEFAULT_CONCURRENCY` projects at a time,
+  after the project listing (100 per page).
 * naive: what the public anchors do (anchors.md §2, Sentry): one create call per var per
   target, `?upsert=true`, one after the other. It runs on a sample of projects of its own
   installation and is extrapolated linearly to all of them (its cost per project is
   constant: no state, no listing), which the output says.
-* lower bound for our shape of work: every project needs `k` sequential calls (list, then
+* lower bound for our shape of work: every project needs `k` sequential calls (k = 1: the
   create), C projects run at once, and the project pages come first, one after the other:
 
       LB = ceil(pages) · RTT + ceil(N / C) · k · RTT
@@ -82,7 +83,7 @@ SPEC = {
 GOALS: dict[str, tuple[float, str]] = {
     "provision_speedup_vs_naive": (25.0, "min"),
     "provision_vs_lower_bound": (2.0, "max"),
-    "provision_calls_per_project_first": (2.0, "max"),
+    "provision_calls_per_project_first": (1.05, "max"),
     "provision_calls_per_project_noop": (1.0, "max"),
 }
 
@@ -223,7 +224,7 @@ def run() -> dict[str, float]:
     env_first = sum(v for k, v in first.items() if k != listing) / PROJECTS
     env_noop = sum(v for k, v in noop.items() if k != listing) / PROJECTS
     writes_noop = sum(v for k, v in noop.items() if not k.startswith("GET"))
-    per_project_k = 2  # env list, then one batched create
+    per_project_k = 1  # one batched create (a fresh project is not listed first)
     lower = pages * rtt + math.ceil(PROJECTS / concurrency) * per_project_k * rtt
     naive_s = naive_sample_s * PROJECTS / NAIVE_SAMPLE
     figures = {

@@ -204,11 +204,12 @@ class Provisioner:
         recheck_conflicts: bool,
     ) -> list[ProjectReport]:
         stop: list[_Stop] = []
+        gone: list[Gone] = []
         lock = threading.Lock()
 
         def work(project: Project) -> ProjectReport:
             report = ProjectReport(project.id, project.name)
-            if stop or deadline.remaining() < _MIN_PROJECT_BUDGET_S:
+            if stop or gone or deadline.remaining() < _MIN_PROJECT_BUDGET_S:
                 report.errors.append("not started: out of time or installation stopped")
                 return report
             try:
@@ -226,9 +227,14 @@ class Provisioner:
                 report.errors.append(exc.reason)
             except KVError as exc:  # written to Vercel, not recorded: the next run re-lists
                 report.errors.append(f"storage: {type(exc).__name__}")
+            except Gone as exc:  # uninstalled meanwhile: no other project starts a call
+                with lock:
+                    gone.append(exc)
             return report
 
         reports = fan_out(work, projects, self._concurrency)
+        if gone:
+            raise gone[0]
         if stop:
             raise stop[0]
         return reports
@@ -294,6 +300,11 @@ class Provisioner:
     ) -> ProjectReport:
         """One project: list, plan, apply, record. Raises `_Stop` for installation-wide stops.
 
+        A project we hold nothing on yet (no var of ours recorded, none known hidden) is
+        not listed first: the whole spec goes out in one batched create, which is all a
+        fresh project needs. Only when that create reports a failure (a var in the way,
+        a partial earlier run whose record was lost) is the project listed and planned.
+
         A write that conflicts is explained by a fresh list: if the var in the way is ours
         (a concurrent run made it), the re-plan adopts it; if the list still cannot show
         it, it is somebody's var hidden from us, and its targets are recorded as theirs so
@@ -312,27 +323,30 @@ class Provisioner:
         written = _written(record)
         now = self._clock()
         hidden = _Hidden.load(written, desired, now, as_of=math.inf if recheck_conflicts else now)
+
+        def replan(actual: Sequence[EnvVar]) -> Plan:
+            return plan(
+                desired,
+                actual,
+                configuration_id=cfg,
+                recorded=written,
+                fingerprint_of=fps,
+                hidden=hidden.targets,
+            )
+
         try:
             unexplained: dict[Slot, set[str]] = {}
-            for _ in range(_MAX_ROUNDS):
+            fresh = not written and not hidden.targets
+            if fresh:  # planned against nothing: every desired var is one batched create
+                unexplained = self._apply(client, project.id, replan([]), fps, written, report)
+            # Listed only when the fresh create did not settle it (with 0 rounds the loop's
+            # `else` below has nothing to learn: `unexplained` is empty).
+            rounds = 0 if fresh and not unexplained and not report.errors else _MAX_ROUNDS
+            for _ in range(rounds):
                 actual = client.list_env(project.id).envs
-                current = plan(
-                    desired,
-                    actual,
-                    configuration_id=cfg,
-                    recorded=written,
-                    fingerprint_of=fps,
-                    hidden=hidden.targets,
-                )
+                current = replan(actual)
                 if unexplained and hidden.learn(_unexplained(current, actual, unexplained)):
-                    current = plan(
-                        desired,
-                        actual,
-                        configuration_id=cfg,
-                        recorded=written,
-                        fingerprint_of=fps,
-                        hidden=hidden.targets,
-                    )
+                    current = replan(actual)
                 unexplained = self._apply(client, project.id, current, fps, written, report)
                 if not unexplained:
                     break

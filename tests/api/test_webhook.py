@@ -279,9 +279,10 @@ def test_uninstall_during_a_failing_handler_leaves_nothing_behind(e2e: E2E) -> N
     e2e.emulator.set_faults([{"route": "POST *", "probability": 1.0, "kinds": ["500"]}])
     e2e.emulator.reset_calls()
     redeliver(e2e, created)
-    listed = "GET /v10/projects/{idOrName}/env"
-    for _ in range(200):  # until its env list is answered: the create is on its way
-        if e2e.emulator.call_counts()["routes"].get(listed):
+    # The project is fresh: no env list, its one create follows the project's read.
+    read = "GET /v9/projects/{idOrName}"
+    for _ in range(200):  # until the project's read is answered: the create is on its way
+        if e2e.emulator.call_counts()["routes"].get(read):
             break
         threading.Event().wait(0.01)
     removal = envelope("integration-configuration.removed", {"configuration": {"id": cfg}})

@@ -268,7 +268,7 @@ class KVSpy:
 def kv_spy(e2e: E2E) -> Iterator[KVSpy]:
     store = e2e.services().store
     spy = KVSpy(store.kv)
-    store.kv = spy  # type: ignore[assignment]
+    store.kv = spy  # type: ignore[assignment,unused-ignore]
     yield spy
     store.kv = spy.inner
 
@@ -355,7 +355,8 @@ def test_team_install_carries_team_id_on_every_call(e2e: E2E) -> None:
     assert report.outcome == "done"
     assert len(report.projects) == 5
     assert_converged(e2e, spec, inst)
-    assert len(wire.calls) == 1 + 5 * 2
+    # The projects list, then one batched create per fresh project: no env list first.
+    assert len(wire.calls) == 1 + 5
     for method, url in wire.calls:
         assert parse_qs(urlsplit(url).query).get("teamId") == [inst.team_id], (method, url)
 
@@ -415,6 +416,45 @@ def test_user_var_with_same_key_is_never_clobbered_and_is_reported(
     )
 
 
+def test_a_fresh_project_is_one_create_and_only_a_conflict_lists_it(e2e: E2E) -> None:
+    """Issue 14: nothing of ours recorded on a project -> one batched create, no list. A
+    user's var in the way makes the create report a conflict; only then is that project
+    listed, the clash reported, the user's var left as it was and the free targets created.
+    """
+    inst = install_seeing_every_var(e2e)
+    mine = e2e.emulator.add_user_env("my-blog", "DASHBOARD_URL", "mine", target=["production"])
+    other = e2e.emulator.add_user_env("notes-app", "USER_ONLY", "theirs")
+    before = {e["id"]: shape(e) for envs in project_envs(e2e).values() for e in envs}
+    spec = spec_of(SPEC)
+    wire = Wire()
+    report = provisioner(e2e, spec, wire).reconcile(inst.configuration_id, Deadline(30))
+    assert report.outcome == "done"
+    for project in report.projects:
+        methods = [m for m, url in wire.calls if project.project_id in url]
+        if project.name == "my-blog":
+            assert methods == ["POST", "GET", "POST"]
+            assert [c.as_dict() for c in project.conflicts] == [
+                {
+                    "key": "DASHBOARD_URL",
+                    "targets": ["production"],
+                    "gitBranch": None,
+                    "owner": "user",
+                }
+            ]
+        else:
+            assert methods == ["POST"], project.name
+            assert project.conflicts == []
+    after = {e["id"]: shape(e) for envs in project_envs(e2e).values() for e in envs}
+    for env_id in (mine["env"]["id"], other["env"]["id"]):
+        assert after[env_id] == before[env_id]  # the user's vars, untouched
+    assert_converged(e2e, spec, inst)
+    # Recorded now: the next run lists (one call per project) and writes nothing.
+    e2e.emulator.reset_calls()
+    again = provisioner(e2e, spec).reconcile(inst.configuration_id, Deadline(30))
+    assert vercel_writes(e2e) == {}
+    assert report_of(again, "my-blog").conflicts == report_of(report, "my-blog").conflicts
+
+
 def test_hidden_var_is_learnt_from_the_conflict_and_free_targets_still_provisioned(
     e2e: E2E, kv_spy: KVSpy
 ) -> None:
@@ -438,9 +478,9 @@ def test_hidden_var_is_learnt_from_the_conflict_and_free_targets_still_provision
     mine = {s[:3] for s in ours(e2e, inst)["notes-app"]}
     assert ("DASHBOARD_URL", "plain", ("preview",)) in mine
     assert ("DASHBOARD_URL", "plain", ("development",)) in mine
-    # list, create (1 conflict), re-list, create the rest: bounded, no loop.
+    # Fresh: create (1 conflict), then list, create the rest: bounded, no loop.
     notes_calls = [c for c in wire.calls if notes.project_id in c[1]]
-    assert [m for m, _ in notes_calls] == ["GET", "POST", "GET", "POST"]
+    assert [m for m, _ in notes_calls] == ["POST", "GET", "POST"]
     assert any(  # the hidden var is untouched
         e["id"] == hidden["env"]["id"] and e["value"] == "hidden"
         for e in project_envs(e2e)["notes-app"]
@@ -666,6 +706,28 @@ class StepClock:
         return self.now
 
 
+def test_an_uninstall_mid_run_starts_no_further_project(e2e: E2E) -> None:
+    """The first project's record is refused (uninstalled after its create): the run
+    stops there, no other project makes a Vercel call and nothing is written to the KV."""
+    spec = spec_of(SPEC)
+    inst = install(e2e, SCOPE_TEAM, spec=spec)
+    cfg = inst.configuration_id
+    store = e2e.services().store
+
+    class Uninstalling(Wire):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            response = super().handle_request(request)
+            if request.method == "POST":
+                store.delete_installation(cfg, [inst.owner_id])
+            return response
+
+    wire = Uninstalling()
+    report = provisioner(e2e, spec, wire, concurrency=1).reconcile(cfg, Deadline(30))
+    assert (report.outcome, report.pending) == ("unknown", False)
+    assert [m for m, _ in wire.calls] == ["GET", "POST"]
+    assert not e2e.kv_keys(f"vi:*{cfg}*")
+
+
 def test_out_of_time_leaves_a_pending_marker_and_the_sweep_finishes(e2e: E2E) -> None:
     spec = spec_of(SPEC)
     inst = install(e2e, SCOPE_TEAM, spec=spec)
@@ -678,8 +740,9 @@ def test_out_of_time_leaves_a_pending_marker_and_the_sweep_finishes(e2e: E2E) ->
             return super().handle_request(request)
 
     prov = provisioner(e2e, spec, Ticking(), concurrency=1)
-    # Listing (1 s) and two projects (2 s each) fit; the third would start with < 1 s left.
-    report = prov.reconcile(cfg, Deadline(5.5, clock=clock))
+    # Listing (1 s) and two fresh projects (1 s each: one create, no list) fit; the third
+    # would start with < 1 s left.
+    report = prov.reconcile(cfg, Deadline(3.5, clock=clock))
     assert report.outcome == "partial"
     assert report.pending
     assert sum(p.complete for p in report.projects) == 2
@@ -772,7 +835,8 @@ def test_first_provision_killed_at_every_call_converges(
         return install(e2e, spec=spec)
 
     calls = _count_calls(e2e, spec, world())
-    assert sorted(m for m, _ in calls) == ["GET"] * (1 + 3 + 1) + ["POST"] * (3 + 1)
+    # Projects list; per fresh project one create; my-blog's conflict: its list, 2nd create.
+    assert sorted(m for m, _ in calls) == ["GET"] * (1 + 1) + ["POST"] * (3 + 1)
     for mode in MODES:
         left = 0
         for index in range(len(calls)):
