@@ -2,8 +2,8 @@
 
 N projects x the shipped spec (integration.toml), 100 ms per Vercel call, a token bucket
 of env creates on the emulator (capacity C, refilling at R per second). The install goes
-through the real /callback on the functions dev server; right after it returns, the
-continuation is started as the callback's hook does (`continue_later`), and the SDK's
+through the real /callback on the functions dev server; by the time it returns, the
+callback's own hook (`continue_later`) has started the continuation, and the SDK's
 embedded queue (dev/queue/local.py) delivers each message over HTTP to the real
 api/queue_consumer.py. No cron, no operator call. Measured: the time from the callback's
 return until every project carries every var of the spec, and its ratio to the bound
@@ -142,9 +142,6 @@ def _done(emulator: Emulator, owner: str, cfg: str, want: int) -> int:
 
 
 def run() -> dict[str, float]:
-    from lib.app import get_services
-    from lib.provisioning.continuation import continue_later
-
     with _world() as world:
         emu = world.emulator
         team = emu.create_team("converge")
@@ -165,8 +162,7 @@ def run() -> dict[str, float]:
             raise RuntimeError(f"the callback answered {reply.status_code}")
         callback_s = time.perf_counter() - started
         returned = time.perf_counter()
-        services = get_services()
-        queued = continue_later(services, cfg)  # the callback's hook (see the README)
+        queued = bool(world.queue.sent().get("provision"))  # by the callback's own hook
         state = emu.state()["projects"]
         sample = next(p for p in state if p["accountId"] == owner)
         want = _desired_count(cfg, sample)
