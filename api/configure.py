@@ -100,15 +100,16 @@ def _route(request: Request) -> Response:
     if request.method not in ("GET", "POST"):
         raise HTTPError(405, "Use GET or POST.", headers={"Allow": "GET, POST"})
     services = get_services()
-    if (
-        request.method == "GET"
-        and request.arg("configurationId") is None
-        and request.arg("state") is not None
-    ):
+    given = request.query.get("configurationId") or []
+    if request.method == "GET" and not given and request.arg("state") is not None:
         return _callback(request, services)
-    cfg = request.arg("configurationId")
+    cfg = given[0] if len(given) == 1 else None  # a repeated one is as damaged as none
     if cfg is None or not CONFIGURATION_ID.fullmatch(cfg):
-        raise HTTPError(400, "The parameter 'configurationId' is missing or not valid.")
+        raise HTTPError(
+            400,
+            "It does not say which installation to open: open the integration's "
+            "configuration from your Vercel dashboard.",
+        )
     bind(configuration_id=cfg)  # on this request's every line (endpoint() unbinds it all)
     cookie = request.cookies.get(SESSION_COOKIE)
     session = verify(services.store.keyring, cookie, cfg)

@@ -55,7 +55,7 @@ def _handle(request: Request) -> Response:
         reports = sweep(services.provisioner, deadline)
         for report in reports:  # what the sweep could not finish continues on the queue
             continue_later(services, report.configuration_id, report)
-        return Response.json({"swept": [_report(r) for r in reports]})
+        return Response.json({"swept": [r.as_dict() for r in reports]})
     _authorize(request, services.settings.admin_token)
     if request.method == "GET" and request.arg("installations") is not None:
         return _list(request, services)
@@ -67,13 +67,6 @@ def _handle(request: Request) -> Response:
 def _authorize(request: Request, secret: str | None) -> None:
     if not bearer_matches(request, secret):
         raise HTTPError(401, "Unauthorized.", headers={"WWW-Authenticate": "Bearer"})
-
-
-def _report(report: InstallationReport) -> dict[str, Any]:
-    """A report as answered: each project's id also as `projectId` (see the docstring)."""
-    answer = report.as_dict()
-    answer["projects"] = [{**p, "projectId": p["project_id"]} for p in answer["projects"]]
-    return answer
 
 
 def _list(request: Request, services: Services) -> Response:
@@ -159,7 +152,7 @@ def _resync(request: Request, services: Services, deadline: Deadline) -> Respons
         )
         for report in reports:
             _audit("resync", report)
-        return Response.json({"installations": [_report(r) for r in reports]})
+        return Response.json({"installations": [r.as_dict() for r in reports]})
     cfg = _configuration_id(body.get("configurationId", request.arg("configurationId")))
     rotate = body.get("rotateSecrets", False)
     names_ok = isinstance(rotate, list) and rotate and all(isinstance(n, str) for n in rotate)
@@ -177,7 +170,7 @@ def _resync(request: Request, services: Services, deadline: Deadline) -> Respons
         except ValueError as exc:
             raise HTTPError(400, str(exc)) from None
     _audit("resync" if rotate is False else "rotation", report)
-    return Response.json({"installations": [_report(report)]})
+    return Response.json({"installations": [report.as_dict()]})
 
 
 app = endpoint(_handle, name="provision", exception_handlers=API_ERRORS)

@@ -70,7 +70,10 @@ class ProjectReport:
     writes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "conflicts": [c.as_dict() for c in self.conflicts]}
+        # `project_id` is the one snake_case field, answered since the first release:
+        # kept (a stable interface), with its camelCase twin beside it.
+        answer = {**asdict(self), "conflicts": [c.as_dict() for c in self.conflicts]}
+        return {**answer, "projectId": self.project_id}
 
 
 @dataclass

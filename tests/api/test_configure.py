@@ -619,8 +619,10 @@ def test_unknown_and_missing_configurations_are_branded_pages(e2e: Any, browsers
     with e2e.http() as client:
         missing = client.get("/configure")
         bad = client.get("/configure", params={"configurationId": "nope"})
-    _refused_page(missing, 400, "This link is incomplete")
-    _refused_page(bad, 400)
+        twice = client.get("/configure", params=[("configurationId", "icfg_" + "a" * 24)] * 2)
+    for refused in (missing, bad, twice):
+        _refused_page(refused, 400, "This link is incomplete", "from your Vercel dashboard")
+        assert "configurationId" not in refused.text.split("<body", 1)[1]
     cfg = _install(e2e)
     browser = browsers()
     _signed_in(browser, cfg)
