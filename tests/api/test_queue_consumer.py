@@ -188,6 +188,32 @@ def test_an_uninstall_makes_queued_work_a_no_op(e2e: E2E, queue: LocalQueue) -> 
     assert not e2e.kv_keys(f"vi:*{cfg}*")
 
 
+def test_a_revoked_installation_is_settled_by_one_delivery(e2e: E2E, queue: LocalQueue) -> None:
+    """Vercel answers 401 for the token we hold: the message is acknowledged on its first
+    delivery (draining inside the trigger's 30 s retryAfterSeconds proves it was not
+    redelivered), the installation says it is broken, and no successor is sent."""
+    _team(e2e, "revoked", 3)
+    cfg = _install(e2e, "revoked")
+    _drain(queue, 30)
+    store = e2e.services().store
+    inst = store.get_installation(cfg)
+    assert inst is not None
+    store.save_installation(
+        inst.model_copy(update={"sealed_token": store.seal_token(cfg, "revoked-token")})
+    )
+    store.mark_pending(cfg)
+    sent = queue.sent().get("provision", 0)
+    calls = int(e2e.emulator.call_counts()["total"])
+    publish(Message(cfg, generation=4), mac_key(store.keyring), delay=0)
+    _drain(queue, 15)
+    assert queue.sent()["provision"] == sent + 1  # no successor, no second chain
+    saved = store.get_installation(cfg)
+    assert saved is not None
+    assert saved.status == "broken"
+    assert store.pending() == []
+    assert int(e2e.emulator.call_counts()["total"]) - calls <= 2  # the 401s that told us
+
+
 def test_a_forged_delivery_is_refused_before_any_work(e2e: E2E, queue: LocalQueue) -> None:
     _team(e2e, "forge", 2)
     cfg = _install(e2e, "forge")
