@@ -40,7 +40,9 @@ ENV_CONFLICT_CODES: tuple[str, ...] = (
 DEFAULT_SCOPES: tuple[str, ...] = (
     "read:project",
     "read-write:project-env-vars",
-    "read-write:integration-configuration",
+    # Read is what the product asks for (README's least-privilege list, the landing page):
+    # it reads configurations and never changes one.
+    "read:integration-configuration",
     # Team read: "Accesses team details for the account. Includes listing team members"
     # (https://vercel.com/docs/integrations/install-an-integration/manage-integrations-reference);
     # the configuration page checks that a signed-in visitor belongs to the owning team.

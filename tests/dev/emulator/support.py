@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 import httpx
 
 from dev.emulator import Emulator, EmulatorConfig
+from dev.emulator.config import DEFAULT_SCOPES
 from dev.serve import RunningServer
 
 TIMEOUT = httpx.Timeout(10.0)
@@ -168,6 +169,13 @@ class Stack:
         assert response.status_code == 200, response.text
         token = response.json()
         return Installation(token["installation_id"], token["team_id"], token["access_token"])
+
+    def grant_configuration_write(self, installation: Installation) -> None:
+        """The default grant reads configurations (as the product asks); deleting one
+        through the API needs write access, which the owner confirms here."""
+        scopes = [*DEFAULT_SCOPES, "read-write:integration-configuration"]
+        path = f"/configurations/{installation.configuration_id}/scopes/confirm"
+        self.control("POST", path, json={"scopes": scopes})
 
     def api(self, installation: Installation, *, team_id: bool = True) -> httpx.Client:
         """A REST client for an installation; `teamId` on every call of a team install."""

@@ -364,6 +364,7 @@ def test_every_response_of_a_full_session_matches_the_spec(
     api.get("/v1/integrations/configurations", params={"view": "account"})
     api.get("/v1/integrations/configurations", params={"view": "project"})
     api.get("/v1/integrations/configurations")
+    stack.grant_configuration_write(installation)  # the default grant only reads
     api.delete(f"/v1/integrations/configuration/{installation.configuration_id}")
     api.get("/v10/projects")  # the deleted configuration's token
 

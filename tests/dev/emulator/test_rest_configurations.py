@@ -74,6 +74,7 @@ def test_delete_removes_configuration_tokens_env_vars_and_notifies(stack: Stack)
         json={"key": "OURS", "value": "v", "type": "encrypted", "target": ["production"]},
     )
     stack.control("POST", f"/projects/{project}/env", json={"key": "THEIRS", "value": "u"})
+    stack.grant_configuration_write(installation)
     response = api.delete(f"/v1/integrations/configuration/{installation.configuration_id}")
     assert response.status_code == 204
     assert response.content == b""
@@ -81,7 +82,8 @@ def test_delete_removes_configuration_tokens_env_vars_and_notifies(stack: Stack)
     keys = [e["key"] for p in stack.state()["projects"] for e in p["env"]]
     assert keys == ["THEIRS"]
     assert stack.emulator.drain(5)
-    removed = [w.json() for w in stack.receiver.webhooks()]
+    granted = "integration-configuration.scope-change-confirmed"  # the grant's own event
+    removed = [w.json() for w in stack.receiver.webhooks() if w.json()["type"] != granted]
     assert [w["type"] for w in removed] == ["integration-configuration.removed"]
     assert removed[0]["payload"]["configuration"]["id"] == installation.configuration_id
 
@@ -90,5 +92,16 @@ def test_delete_without_webhook_variant(stack: Stack) -> None:
     stack.control("PATCH", "/config", json={"webhook_on_api_delete": False})
     installation = stack.install(stack.user()["id"])
     url = f"/v1/integrations/configuration/{installation.configuration_id}"
+    stack.grant_configuration_write(installation)
+    before = len(stack.emulator.deliveries())  # the grant's scope-change-confirmed
     assert stack.api(installation).delete(url).status_code == 204
-    assert stack.emulator.deliveries() == []
+    assert len(stack.emulator.deliveries()) == before
+
+
+def test_the_default_grant_reads_configurations_and_cannot_delete_them(stack: Stack) -> None:
+    installation = stack.install(stack.team()["id"])
+    api = stack.api(installation)
+    url = f"/v1/integrations/configuration/{installation.configuration_id}"
+    assert api.get(url).status_code == 200
+    assert api.delete(url).status_code == 403
+    assert api.get(url).status_code == 200

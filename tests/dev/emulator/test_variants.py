@@ -321,7 +321,7 @@ def test_existing_key_and_target_conflict_code(stack: Stack) -> None:
     [
         ("read-write:project-env-vars", "/v10/projects/web/env"),
         ("read:project", "/v10/projects"),
-        ("read-write:integration-configuration", "/v1/integrations/configurations?view=account"),
+        ("read:integration-configuration", "/v1/integrations/configurations?view=account"),
     ],
 )
 def test_missing_permission_names_no_scope(stack: Stack, scope: str, path: str) -> None:

@@ -501,6 +501,11 @@ async function main() {
     (_body, error) => (/^\d+$/.test(error.headers.get("retry-after") ?? "") ? "" : "no Retry-After seconds"),
   );
   await control("DELETE", "/rate-limits");
+  // Deleting needs write access to the configuration; the default grant is read (what
+  // the product asks for), so the owner grants it first.
+  await control("POST", `/configurations/${acme.configurationId}/scopes/confirm`, {
+    scopes: ["read:project", "read-write:project-env-vars", "read-write:integration-configuration", "read:team"],
+  });
   await call("integrations.deleteConfiguration", "ok", () =>
     vercel.integrations.deleteConfiguration({ id: acme.configurationId, teamId }),
   );
