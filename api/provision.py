@@ -5,7 +5,7 @@ POST {"configurationId": "icfg_…"} or {"all": true}, optionally "rotateSecrets
 blocked), resyncs and answers a per-project summary. GET ?configurationId= answers status
 and drift (the status with `lastSyncedAt`/`lastRotatedAt`). GET ?installations=1 lists
 installations a page at a time (`limit` 1-200, default 50; pass the answer's `nextCursor`
-back as `cursor` until it is null). GET ?sweep=1 (Vercel Cron) resumes pending
+back as `cursor` until it is null; `owner=<team or user id>` lists only that owner's). GET ?sweep=1 (Vercel Cron) resumes pending
 installations. Answers carry keys, targets and counts, never a value.
 
 Every answer is JSON, errors too (`{"error": {"status", "message"}}`), whatever the
@@ -14,6 +14,7 @@ added, never renamed or removed, so the one older snake_case field, a project re
 `project_id`, stays beside its camelCase twin `projectId`.
 """
 
+import re
 from typing import Any
 
 from lib.app import Services, get_services
@@ -38,6 +39,8 @@ _BUDGET_S = 50.0  # under the 60 s maxDuration in vercel.json
 
 log = get_logger("provision")
 _DEFAULT_PAGE = 50
+# Vercel's team and user ids: letters, digits, `_` (e.g. `team_…`); bounded.
+_OWNER_ID = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 
 def _handle(request: Request) -> Response:
@@ -81,7 +84,10 @@ def _list(request: Request, services: Services) -> Response:
     cursor = request.arg("cursor")
     if cursor is not None and not CONFIGURATION_ID.fullmatch(cursor):
         raise HTTPError(400, "cursor must be the nextCursor of a previous page.")
-    page = list_installations(services.store, cursor, limit)
+    owner = request.arg("owner")
+    if owner is not None and not _OWNER_ID.fullmatch(owner):
+        raise HTTPError(400, "owner must be a team or user id (team_… or the user's id).")
+    page = list_installations(services.store, cursor, limit, owner=owner)
     return Response.json(
         {"installations": page.items, "nextCursor": page.next_cursor, "total": page.total}
     )

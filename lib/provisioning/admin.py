@@ -160,8 +160,11 @@ def installation_status(installation: Installation, pending: bool) -> dict[str, 
     }
 
 
-def list_installations(store: Store, cursor: str | None, limit: int) -> Page:
-    """The installations after `cursor` (a configuration id, exclusive), at most `limit`.
+def list_installations(
+    store: Store, cursor: str | None, limit: int, *, owner: str | None = None
+) -> Page:
+    """The installations after `cursor` (a configuration id, exclusive), at most `limit`;
+    with `owner` (a team or user id), only that owner's (its index: one set read).
 
     Keyset paging over the sorted ids: a page is stable while installations come and go
     (nothing is skipped or repeated for an id that existed throughout), and only the
@@ -169,7 +172,7 @@ def list_installations(store: Store, cursor: str | None, limit: int) -> Page:
     kilobytes for thousands of installations)."""
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
-    ids = store.all_installations()
+    ids = store.all_installations() if owner is None else store.installations_for_owner(owner)
     start = bisect_right(ids, cursor) if cursor else 0
     chosen = ids[start : start + limit]
     items = [installation_status(s.installation, s.pending) for s in store.installations(chosen)]

@@ -471,9 +471,25 @@ def test_installations_are_listed_a_page_at_a_time(e2e: E2E, client: httpx.Clien
     assert seen == cfgs  # each once, in order, and the last page says so
 
 
+def test_installations_are_listed_by_owner(e2e: E2E, client: httpx.Client) -> None:
+    team, personal = installed(e2e, "acme"), installed(e2e, "dev-user")
+    everyone = client.get("/provision", params={"installations": "1"}, headers=ADMIN).json()
+    owners = {i["configurationId"]: i["ownerId"] for i in everyone["installations"]}
+    for cfg, other in ((team, personal), (personal, team)):
+        params = {"installations": "1", "owner": owners[cfg]}
+        page = client.get("/provision", params=params, headers=ADMIN).json()
+        assert [i["configurationId"] for i in page["installations"]] == [cfg]
+        assert (page["total"], page["nextCursor"]) == (1, None)
+        assert other not in json.dumps(page)
+    params = {"installations": "1", "owner": "team_nobody"}
+    nobody = client.get("/provision", params=params, headers=ADMIN).json()
+    assert nobody == {"installations": [], "nextCursor": None, "total": 0}
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
+        ({"installations": "1", "owner": "team/../x"}, "owner must be a team or user id"),
         ({"installations": "yes"}, "installations must be 1"),
         ({"installations": "1", "limit": "201"}, "limit must be a whole number from 1 to 200"),
         ({"installations": "1", "limit": "-1"}, "limit must be"),
