@@ -552,10 +552,11 @@ def complete_install(
             log.info("install resumed from the kept exchange", extra={"configuration_id": cfg})
         else:
             exchange_deadline = deadline.within(settings.vercel_timeout_s)
+            # Taken before the call: the token's owner is a fact as of no earlier than this.
+            exchanged_at = time.time()
             token = _exchange(
                 params, settings, redirect_uri, existing, exchange_deadline, transport
             )
-            exchanged_at = time.time()
         if token is None:
             # The code was used before we kept a record of it (or that record expired),
             # and the installation exists: the install worked. Nothing is written.
@@ -566,13 +567,13 @@ def complete_install(
                 params,
                 token,
                 claim,
-                existing,
                 store,
                 settings,
                 spec,
                 deadline,
                 transport,
-                since=exchanged_at if resumed is not None else None,
+                exchanged_at=exchanged_at,
+                resumed=resumed is not None,
             )
         except KVError:
             # The code is spent: keep what it bought in this browser (unless it has it).
@@ -623,47 +624,50 @@ def _store(
     params: CallbackParams,
     token: OAuthToken,
     claim: InstallClaim,
-    existing: Installation | None,
     store: Store,
     settings: Settings,
     spec: Spec,
     deadline: Deadline,
     transport: Any,
     *,
-    since: float | None = None,
+    exchanged_at: float,
+    resumed: bool = False,
 ) -> tuple[Installation, Installation | None] | None:
-    """Store what the token bought; returns it and the installation it refreshed. With
-    `since` (a kept exchange's time), None when the stored installation's token is newer:
-    every stored exchange sets `owner_at` to its moment, and so does a later ownership
-    fact, which the kept token predates too."""
+    """Store what the token bought; returns it and the installation it refreshed. For a
+    `resumed` (kept) exchange, None when the stored installation's token is newer: every
+    stored exchange sets `owner_at` to its moment, and so does a later ownership fact,
+    which the kept token predates too."""
+    cfg = token.installation_id
     if params.configuration_id is None:
         log.info(
             "callback without configurationId: the token's installation is used",
-            extra={"configuration_id": token.installation_id},
+            extra={"configuration_id": cfg},
         )
-        params = replace(params, configuration_id=token.installation_id)
-        existing = store.get_installation(token.installation_id)
-    if since is not None and existing is not None and existing.owner_at > since:
-        return None
+        params = replace(params, configuration_id=cfg)
     access = token.access_token.get_secret_value()
     register_secret(access)
+    read_at = time.time()
     configuration = _read_configuration(access, token, settings, deadline, transport)
-    cfg = token.installation_id
-    inst = _installation(params, token, store.seal_token(cfg, access), configuration, existing)
-    moved = existing is not None and existing.owner_id != inst.owner_id
+    sealed = store.seal_token(cfg, access)
+
+    def build(stored: Installation | None) -> Installation | None:
+        if resumed and stored is not None and stored.owner_at > exchanged_at:
+            return None
+        return _installation(params, token, sealed, configuration, stored, exchanged_at, read_at)
+
     try:
-        store.complete_install(
+        before, after = store.complete_install(
             claim,
-            inst,
+            build,
+            configuration_id=cfg,
             secrets=spec.mint_secrets(),
-            former_owner=existing.owner_id if existing is not None and moved else None,
             # Pending until the callback's provisioning finishes, so the sweep resumes
             # an interrupted one (issue 11, invariant 6).
             pending=True,
         )
     except Gone:
         raise _removed() from None  # the uninstall landed during the exchange
-    return inst, existing
+    return None if after is None else (after, before)
 
 
 def _removed(*, next: str | None = None) -> InstallError:
@@ -807,36 +811,42 @@ def _installation(
     token: OAuthToken,
     sealed_token: str,
     configuration: IntegrationConfiguration | None,
-    existing: Installation | None,
+    stored: Installation | None,
+    exchanged_at: float,
+    read_at: float,
 ) -> Installation:
-    """The record to store: the fresh token and what Vercel says now, else what we knew."""
+    """The record to store over `stored` (as it stands in KV now: read again when a
+    webhook got in first). The fresh token, and each fact from this install unless the
+    stored one is newer, by the watermark rule the webhooks apply (`lib.webhooks.handlers`):
+    the owner is the token's as of its exchange, scopes and projects Vercel's answer as of
+    `read_at` (no answer: what we knew). Sync and rotation history is kept."""
+    facts: dict[str, Any] = {}
+    if stored is not None:
+        facts = stored.model_dump(
+            include={"owner_id", "team_id", "owner_at", "scopes", "scopes_at"}
+            | {"project_selection", "project_ids", "projects_at"}
+            | {"created_at", "source", "last_synced_at", "last_rotated_at"}
+        )
+    if stored is None or exchanged_at >= stored.owner_at:
+        owner = token.team_id or token.user_id
+        facts.update(owner_id=owner, team_id=token.team_id, owner_at=exchanged_at)
+    if configuration is not None and (stored is None or read_at >= stored.scopes_at):
+        facts.update(scopes=list(configuration.scopes), scopes_at=read_at)
+    if configuration is not None and (stored is None or read_at >= stored.projects_at):
+        selection = "all" if configuration.all_projects else "selected"
+        ids = list(configuration.projects or [])
+        facts.update(project_selection=selection, project_ids=ids, projects_at=read_at)
+    if params.source:
+        facts["source"] = params.source
     now = time.time()
-    if configuration is not None:
-        scopes = list(configuration.scopes)
-        selection: Any = "all" if configuration.all_projects else "selected"
-        project_ids = list(configuration.projects or [])
-    else:
-        scopes = existing.scopes if existing else []
-        selection = existing.project_selection if existing else None
-        project_ids = existing.project_ids if existing else []
-    return Installation(
-        configuration_id=token.installation_id,
-        owner_id=token.team_id or token.user_id,
-        team_id=token.team_id,
-        user_id=token.user_id,
-        sealed_token=sealed_token,
-        scopes=scopes,
-        source=params.source or (existing.source if existing else None),
-        project_selection=selection,
-        project_ids=project_ids,
-        status="active",
-        created_at=existing.created_at if existing else now,
-        updated_at=now,
-        # The token says who owns it now; Vercel's answer (when it gave one) is the
-        # access as of now. Events created before this moment are older facts.
-        owner_at=now,
-        scopes_at=now if configuration is not None else (existing.scopes_at if existing else 0.0),
-        projects_at=(
-            now if configuration is not None else (existing.projects_at if existing else 0.0)
-        ),
+    return Installation.model_validate(
+        {
+            "created_at": now,
+            **facts,
+            "configuration_id": token.installation_id,
+            "user_id": token.user_id,
+            "sealed_token": sealed_token,
+            "status": "active",
+            "updated_at": now,
+        }
     )

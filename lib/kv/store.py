@@ -42,7 +42,8 @@ a re-install gets a new configuration id from Vercel.
 
 No lost update: the record is rewritten by compare-and-set on its exact stored bytes (the
 script compares `GET` with what the writer read), with a bounded retry that re-reads and
-re-applies the caller's pure change function (`update_installation`). No version field is
+re-applies the caller's pure change function (`update_installation`; an install's
+refresh merges the same way, `complete_install`). No version field is
 needed, so records written by earlier versions are read and updated as they are. Other
 writes touch one field each (a hash entry, a set member, a ZSET score) and need no CAS.
 
@@ -684,29 +685,52 @@ class Store:
     def complete_install(
         self,
         claim: InstallClaim,
-        installation: Installation,
+        build: Callable[[Installation | None], Installation | None],
         *,
+        configuration_id: str,
         secrets: Mapping[str, str],
-        former_owner: str | None,
         pending: bool,
-    ) -> None:
-        """Store a new or refreshed installation in one guarded script: the record and
-        its indexes, the secrets it lacks, leaving `former_owner`'s index, the pending
-        mark (provisioning still to do) and the code's "done" mark. Raises `Gone` when it
-        was uninstalled meanwhile (nothing is written then, the code is not marked).
+    ) -> tuple[Installation | None, Installation | None]:
+        """Store a new or refreshed installation in one guarded script: the record `build`
+        makes from the one stored, its indexes (it leaves the index of the owner stored
+        until now, when that changes), the secrets it lacks, the pending mark and the
+        code's "done" mark. A new installation (none stored) is always stored pending, so
+        the sweep provisions it whichever flow brought it.
 
-        A new installation (none was stored at the claim) is always stored pending, so
-        the sweep provisions it whichever flow brought it. The refreshed
-        record is written blindly, not compared: it is Vercel's answer of this moment."""
-        cfg = installation.configuration_id
-        writes = self._installation_writes(installation)
-        writes += self._secret_writes(cfg, secrets, only_new=True)
-        if former_owner is not None:
-            writes.append(["SREM", self.key("owner", former_owner), cfg])
-        if pending or claim._existing_raw is None:
-            writes.append(self._pending_write(cfg, installation.updated_at))
-        writes.append(["SET", claim._code_key, _code_done(cfg), "EX", CODE_DONE_TTL_S])
-        self._guarded(cfg, writes)
+        No lost update: the script compares the stored record with the bytes read at the
+        claim (as `update_installation` does), so a webhook that moved or rescoped the
+        installation while the code was being exchanged is not overwritten: the record is
+        read again and `build` merges with it (`build` must be pure). One round trip when
+        nobody got in first (the claim read the record; a claim made under another id
+        costs one read), two more per lost attempt, `Contended` after `CAS_ATTEMPTS`.
+
+        Returns (record as read, record written); written is None when `build` refuses,
+        and then nothing is written and the code is not marked. Raises `Gone` when it was
+        uninstalled meanwhile (nothing written then either)."""
+        cfg = configuration_id
+        inst_key, gone_key = self.key("inst", cfg), self.gone_key(cfg)
+        raw: str | None = claim._existing_raw
+        for attempt in range(CAS_ATTEMPTS):
+            if attempt or cfg != claim.configuration_id:
+                raw, gone = self.kv.pipeline(
+                    [["GET", inst_key], ["EXISTS", gone_key]], idempotent=True
+                )
+                if gone:
+                    raise Gone(cfg)
+            before = None if raw is None else self.parse_installation(raw, cfg)
+            after = build(before)
+            if after is None:
+                return before, None
+            writes = self._installation_writes(after)
+            writes += self._secret_writes(cfg, secrets, only_new=True)
+            if before is not None and before.owner_id != after.owner_id:
+                writes.append(["SREM", self.key("owner", before.owner_id), cfg])
+            if pending or before is None:
+                writes.append(self._pending_write(cfg, after.updated_at))
+            writes.append(["SET", claim._code_key, _code_done(cfg), "EX", CODE_DONE_TTL_S])
+            if self._guarded(cfg, writes, mode="cas", expected=raw or ""):
+                return before, after
+        raise Contended("the installation record kept changing under this install")
 
 
 def _pairs(raw: Any) -> dict[str, str]:
