@@ -41,6 +41,8 @@ class Recorder:
     def __call__(
         self, event: Event, target: Target | None, svc: Services, deadline: Deadline
     ) -> Outcome:
+        assert isinstance(deadline, Deadline)
+        assert svc.store is not None
         self.calls.append((event.id, target.installation.configuration_id if target else None))
         if self.gate is not None:
             assert self.gate.wait(5)
@@ -299,7 +301,7 @@ def test_a_retry_gives_the_lease_back(services: Services, store: Store, handler:
     handler.outcome = "retry"
     raw = body(team={"id": "team_1"})
     reply = deliver(services, raw)
-    assert (reply.status, reply.retry_after) == (503, 30)
+    assert (reply.status, reply.body, reply.retry_after) == (503, {"status": "retry"}, 30)
     assert store.kv.call("GET", store.key("event", "evt_1")) is None
     handler.outcome = "applied"
     assert deliver(services, raw).status == 200
@@ -323,7 +325,7 @@ def test_a_crash_gives_the_lease_back(
 def test_kv_trouble_answers_503(services: Services, handler: Recorder, kv: Any) -> None:
     kv.gateway.set_faults(error_rate=1.0)
     reply = deliver(services, body(team={"id": "team_1"}))
-    assert (reply.status, reply.retry_after) == (503, 10)
+    assert (reply.status, reply.body, reply.retry_after) == (503, {"status": "retry"}, 10)
 
 
 def test_pending_and_paused_installations_are_flagged_for_resumption(
@@ -342,7 +344,7 @@ def test_pending_and_paused_installations_are_flagged_for_resumption(
     store.mark_pending("icfg_1")
     deliver(services, body(event_id="b", team={"id": "team_1"}))
     deliver(services, body(event_id="c", configuration={"id": "icfg_1"}))
-    store.clear_pending("icfg_1")
+    store.clear_pending("icfg_1", started=time.time())
     store.set_status("icfg_1", "paused", "integration_configuration_disabled")
     deliver(services, body(event_id="d", team={"id": "team_1"}))
     assert seen == [(False, False), (True, True), (True, True), (False, True)]
@@ -423,14 +425,67 @@ def test_each_refusal_is_one_audit_line_saying_why(
         (b'{"id": ', "sign", "malformed"),
         (stale, "sign", "stale"),
     ]
+    answers = {
+        "missing signature": (401, {"error": "unauthorized"}),
+        "bad signature": (403, {"error": "forbidden"}),
+        "malformed": (400, {"error": "malformed event"}),
+        "stale": (200, {"status": "ignored", "reason": "stale"}),
+    }
     for raw, signature, reason in cases:
         capsys.readouterr()
-        deliver(services, raw, signature)
+        reply = deliver(services, raw, signature)
+        assert (reply.status, reply.body) == answers[reason]
         (line,) = _audit_lines(capsys.readouterr().out)
         assert line["msg"] == "audit: webhook refused", line
         assert line["reason"] == reason, line
         assert line["level"] == "warning", line
+        if reason == "stale":  # verified: what it was is named
+            assert (line["type"], line["event_id"]) == ("project.created", "evt_old")
+            assert line["created_at"] == json.loads(stale)["createdAt"]
     assert handler.calls == []
+
+
+def test_events_without_a_stale_date_or_an_installation_are_answered_plainly(
+    services: Services, store: Store, handler: Recorder
+) -> None:
+    not_ours = deliver(services, body("deployment.created", team={"id": "team_1"}))
+    assert (not_ours.status, not_ours.body) == (200, {"status": "ignored"})
+    nobody = deliver(services, body("project.created", project={"id": "prj_1"}))
+    assert (nobody.status, nobody.body) == (
+        200,
+        {"status": "ignored", "reason": "no installation named"},
+    )
+    installed(store)
+    undated = json.dumps(
+        {"id": "evt_u", "type": "project.created", "payload": {"team": {"id": "team_1"}}}
+    )
+    assert deliver(services, undated.encode()).body == {"status": "applied"}  # not stale
+    assert handler.calls == [("evt_u", "icfg_1")]
+    raw = {"id": "evt_s", "type": "project.created", "payload": {"team": {"id": "team_1"}}}
+    in_seconds = json.dumps({**raw, "createdAt": int(time.time())}).encode()
+    assert deliver(services, in_seconds).body == {"status": "applied"}  # s, not ms: recent
+
+
+def test_an_event_from_a_clock_ahead_is_handled_and_logged(
+    services: Services, handler: Recorder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure()
+    installed(services.store)
+    for event_id, ahead_s in (("evt_near", 60), ("evt_far", 3600)):
+        raw = json.dumps(
+            {
+                "id": event_id,
+                "type": "project.created",
+                "createdAt": int((time.time() + ahead_s) * 1000),
+                "payload": {"team": {"id": "team_1"}},
+            }
+        ).encode()
+        capsys.readouterr()
+        assert deliver(services, raw).status == 200
+        lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x[:1] == "{"]
+        skew = [x for x in lines if x["msg"] == "event created in the future (clock skew)"]
+        assert [x["event_id"] for x in skew] == ([] if ahead_s < 300 else [event_id])
+    assert [call[0] for call in handler.calls] == ["evt_near", "evt_far"]
 
 
 def test_an_uninstall_of_an_unknown_installation_still_runs_its_sweep(
