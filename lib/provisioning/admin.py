@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from lib.deadline import Deadline
+from lib.kv.client import KVError
 from lib.kv.records import Installation
 from lib.kv.store import Gone, Store
+from lib.log import get_logger
 from lib.provisioning.fanout import fan_out
 from lib.provisioning.history import note_rotated, note_synced
 from lib.provisioning.reconcile import Provisioner
@@ -39,6 +41,8 @@ __all__ = [
     "sweep",
 ]
 
+log = get_logger("provisioning")
+
 # Stop starting new installations with less than this left.
 _MIN_INSTALL_BUDGET_S = 2.0
 _DRIFT_CONCURRENCY = 8
@@ -51,8 +55,14 @@ def resync(
     *,
     recheck_conflicts: bool = False,
 ) -> list[InstallationReport]:
-    """Reconcile each installation in turn; those not reached are marked pending."""
+    """Reconcile each installation in turn; those not reached are marked pending.
+
+    One installation's failure (a damaged record, a KV blip, an uninstall mid-run) is its
+    own report and the next one still runs: a sweep must not let one installation starve
+    every later one. Only when every installation failed on the KV is that raised (the
+    storage is down: the caller answers "retry")."""
     reports: list[InstallationReport] = []
+    storage: list[KVError] = []
     for index, cfg in enumerate(configuration_ids):
         if deadline.remaining() < _MIN_INSTALL_BUDGET_S:
             for rest in configuration_ids[index:]:
@@ -65,9 +75,21 @@ def resync(
                     InstallationReport(rest, outcome="partial", reason="out of time", pending=True)
                 )
             break
-        report = provisioner.reconcile(cfg, deadline, recheck_conflicts=recheck_conflicts)
-        note_synced(provisioner.store, report, asked=True)
+        try:
+            report = provisioner.reconcile(cfg, deadline, recheck_conflicts=recheck_conflicts)
+            note_synced(provisioner.store, report, asked=True)
+        except Gone:
+            report = InstallationReport(cfg, outcome="unknown", reason="uninstalled")
+        except Exception as exc:  # one installation must not stop the rest
+            if isinstance(exc, KVError):
+                storage.append(exc)
+            log.exception("resync of one installation failed", extra={"configuration_id": cfg})
+            report = InstallationReport(
+                cfg, outcome="partial", reason=f"failed: {type(exc).__name__}"
+            )
         reports.append(report)
+    if storage and len(storage) == len(configuration_ids):
+        raise storage[-1]
     return reports
 
 

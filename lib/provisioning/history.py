@@ -8,8 +8,9 @@ person or an operator: a background run that found nothing to do writes nothing 
 projects were brought in line or checked on request.
 
 A stamp is a nicety, never a reason to fail the work it describes: losing the
-compare-and-set race (`Contended`) leaves the previous stamp. An uninstall (`Gone`) is
-left to the caller, who stops for it anyway.
+compare-and-set race (`Contended`) leaves the previous stamp, and an uninstall landing
+between the work and its stamp (`Gone`) leaves nothing to stamp: the work's own report
+already says what happened, so neither escapes to the caller.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import time
 
 from lib.kv.records import Installation
-from lib.kv.store import Contended, Store
+from lib.kv.store import Contended, Gone, Store
 from lib.log import get_logger
 from lib.provisioning.reports import InstallationReport
 
@@ -51,6 +52,11 @@ def _stamp(store: Store, configuration_id: str, field: str) -> None:
 
     try:
         store.update_installation(configuration_id, change)
+    except Gone:
+        log.info(
+            "not stamped: uninstalled meanwhile",
+            extra={"configuration_id": configuration_id, "field": field},
+        )
     except Contended:
         log.warning(
             "could not record the time (record kept changing)",

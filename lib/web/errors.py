@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from lib.kv.client import KVError
+from lib.kv.store import Gone
 from lib.provisioning.spec import SpecError
 from lib.settings import SettingsError
 from lib.web.wsgi import ExceptionHandler, HTTPError, Request, Response
 
-__all__ = ["API_ERRORS", "misconfigured", "storage_unavailable"]
+__all__ = ["API_ERRORS", "misconfigured", "storage_unavailable", "uninstalled"]
 
 
 def misconfigured(request: Request, exc: Exception) -> Response:
@@ -27,8 +28,13 @@ def storage_unavailable(request: Request, exc: Exception) -> Response:
     raise HTTPError(503, "Storage unavailable; retry.", headers={"Retry-After": "10"})
 
 
+def uninstalled(request: Request, exc: Exception) -> Response:
+    raise HTTPError(410, "Installation was uninstalled.")
+
+
 API_ERRORS: Mapping[type[Exception], ExceptionHandler] = {
     SettingsError: misconfigured,
     SpecError: misconfigured,
     KVError: storage_unavailable,
+    Gone: uninstalled,
 }

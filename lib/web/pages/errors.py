@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from lib.install import InstallError
 from lib.kv.client import KVError
+from lib.kv.store import Gone
 from lib.log import get_logger
 from lib.provisioning.spec import SpecError
 from lib.settings import SettingsError
@@ -88,8 +89,19 @@ def _configure_storage(request: Request, exc: Exception) -> Response:
     )
 
 
+def _configure_removed(request: Request, exc: Exception) -> Response:
+    # Uninstalled while this request worked on it (the store refused the write).
+    return branded(
+        410,
+        "This integration was removed",
+        "It was uninstalled from Vercel while we were working on it.",
+        details=["Nothing more will be changed in your projects. You can install it again."],
+    )
+
+
 CONFIGURE_ERRORS: Mapping[type[Exception], ExceptionHandler] = {
     SettingsError: _configure_misconfigured,
     SpecError: _configure_misconfigured,
     KVError: _configure_storage,
+    Gone: _configure_removed,
 }

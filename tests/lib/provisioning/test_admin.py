@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from lib.deadline import Deadline
+from lib.kv.client import KVError
 from lib.provisioning.admin import drift, resync, sweep
 from lib.provisioning.reports import status
 from tests.conftest import E2E
@@ -107,3 +110,28 @@ def test_status_shows_the_installation_without_its_token(e2e: E2E) -> None:
     assert shown["projectSelection"] == "all"
     assert inst.sealed_token not in str(shown)
     assert "token" not in " ".join(shown).lower()
+
+
+def test_the_sweep_goes_on_after_one_installation_fails(e2e: E2E) -> None:
+    """A damaged record (or any failure of one installation) is that installation's
+    report; the next installation is still reconciled. Only a KV down for every one of
+    them is raised (the caller answers "retry")."""
+    spec = spec_of(SPEC)
+    team, personal = install(e2e, SCOPE_TEAM), install(e2e, SCOPE_USER)
+    store = e2e.services().store
+    store.mark_pending(team.configuration_id)
+    store.mark_pending(personal.configuration_id)
+    store.kv.call("SET", store.key("inst", team.configuration_id), "{damaged")
+    reports = sweep(provisioner(e2e, spec), Deadline(30))
+    assert [(r.configuration_id, r.outcome) for r in reports] == [
+        (team.configuration_id, "partial"),
+        (personal.configuration_id, "done"),
+    ]
+    assert reports[0].reason == "failed: StoreError"
+    assert store.pending() == [team.configuration_id]  # still to do, for the next sweep
+    e2e.kv.gateway.set_faults(error_rate=1.0)
+    try:
+        with pytest.raises(KVError):
+            resync(provisioner(e2e, spec), [personal.configuration_id], Deadline(30))
+    finally:
+        e2e.kv.gateway.clear_faults()
