@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 __all__ = ["Installation", "ProjectRecord", "StoreError", "parse_record"]
 
@@ -66,6 +66,22 @@ class ProjectRecord(BaseModel):
     env: dict[str, dict[str, str]] = Field(default_factory=dict)
     removed_at: float | None = None
     updated_at: float = Field(default_factory=time.time)
+    # The exact bytes this record was read from (None: not read from KV): what a write of
+    # it compares with (`Store.record_project`). Not stored, not compared.
+    _stored: str | None = PrivateAttr(default=None)
+
+    @property
+    def stored(self) -> str | None:
+        return self._stored
+
+    @stored.setter
+    def stored(self, raw: str | None) -> None:
+        self._stored = raw
+
+    def __eq__(self, other: object) -> bool:  # the bytes read are no part of the record
+        if not isinstance(other, ProjectRecord):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
 
 
 def parse_record(model: type[_M], raw: str, ident: str) -> _M:

@@ -44,8 +44,10 @@ No lost update: the record is rewritten by compare-and-set on its exact stored b
 script compares `GET` with what the writer read), with a bounded retry that re-reads and
 re-applies the caller's pure change function (`update_installation`; an install's
 refresh merges the same way, `complete_install`). No version field is
-needed, so records written by earlier versions are read and updated as they are. Other
-writes touch one field each (a hash entry, a set member, a ZSET score) and need no CAS.
+needed, so records written by earlier versions are read and updated as they are. A
+reconcile's record of a project is compared the same way, field by field of its hash
+(`record_project`). Other writes touch one field each (a hash entry, a set member, a ZSET
+score) and need no CAS.
 
 Sealed values are `v1.<key id>.<base64(nonce + AES-GCM ciphertext)>` (see `lib.crypto`),
 bound to their place by the associated data `token:<cfg>` or `secret:<cfg>:<name>`.
@@ -104,19 +106,26 @@ CAS_ATTEMPTS = 8
 
 # KEYS[1] the tombstone, KEYS[2] the record. ARGV[1] the mode: "none" writes blindly,
 # "exists" only while the record exists, "cas" only while it equals ARGV[2] byte for byte
-# ("" = absent). ARGV[3..] the writes, each as <argc> <arg>... . Replies "ok", or what
-# refused it: "gone", "missing", "conflict".
+# ("" = absent), "hcas" only while the record exists and field ARGV[3] of the hash
+# KEYS[3] equals ARGV[2]. Then the writes (from ARGV[3], or ARGV[4] for "hcas"), each as
+# <argc> <arg>... . Replies "ok", or what refused it: "gone", "missing", "conflict".
 _GUARDED_WRITE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'gone' end
 local mode = ARGV[1]
+local i = 3
 if mode == 'cas' then
   local current = redis.call('GET', KEYS[2])
   if not current then current = '' end
   if current ~= ARGV[2] then return 'conflict' end
-elseif mode == 'exists' then
+elseif mode == 'exists' or mode == 'hcas' then
   if redis.call('EXISTS', KEYS[2]) == 0 then return 'missing' end
+  if mode == 'hcas' then
+    local current = redis.call('HGET', KEYS[3], ARGV[3])
+    if not current then current = '' end
+    if current ~= ARGV[2] then return 'conflict' end
+    i = 4
+  end
 end
-local i = 3
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   redis.call(unpack(ARGV, i + 1, i + n))
@@ -125,7 +134,7 @@ end
 return 'ok'
 """
 _GUARDED_SHA = hashlib.sha1(_GUARDED_WRITE.encode()).hexdigest()  # noqa: S324 - Redis' script id
-_Mode = Literal["none", "exists", "cas"]
+_Mode = Literal["none", "exists", "cas", "hcas"]
 
 _Cmd = list[Arg]
 
@@ -241,13 +250,18 @@ class Store:
         *,
         mode: _Mode = "none",
         expected: str | None = None,
+        field: tuple[str, str] | None = None,
     ) -> bool:
         """Run `writes` unless the installation is tombstoned (raises `Gone`), or, by
         `mode`, not stored (raises `Gone` with why "not stored") or no longer `expected`
-        (returns False: the compare-and-set lost). One round trip; idempotent, since
-        every write it carries states an end result."""
+        (returns False: the compare-and-set lost). "hcas" compares `field` (hash key,
+        field) instead of the record. One round trip; idempotent, since every write it
+        carries states an end result."""
         keys = [self.gone_key(configuration_id), self.key("inst", configuration_id)]
         args: list[Arg] = [mode, expected or ""]
+        if field is not None:
+            keys.append(field[0])
+            args.append(field[1])
         for command in writes:
             args.append(len(command))
             args.extend(command)
@@ -309,9 +323,7 @@ class Store:
             return None, {}, {}
         inst = parse_record(Installation, raw_inst, configuration_id)
         secrets = self._open_secrets(configuration_id, raw_secrets)
-        projects = {
-            pid: parse_record(ProjectRecord, v, pid) for pid, v in _pairs(raw_projects).items()
-        }
+        projects = {pid: _project(v, pid) for pid, v in _pairs(raw_projects).items()}
         return inst, secrets, projects
 
     def _resealed(self, installation: Installation) -> Installation:
@@ -493,7 +505,7 @@ class Store:
 
     def get_projects(self, configuration_id: str) -> dict[str, ProjectRecord]:
         raw = self.kv.call("HGETALL", self.key("projects", configuration_id), idempotent=True)
-        return {pid: parse_record(ProjectRecord, value, pid) for pid, value in _pairs(raw).items()}
+        return {pid: _project(value, pid) for pid, value in _pairs(raw).items()}
 
     def put_project(self, configuration_id: str, record: ProjectRecord) -> None:
         """Record one project's provisioning (raises `Gone` unless the installation is
@@ -501,6 +513,36 @@ class Store:
         key = self.key("projects", configuration_id)
         write: _Cmd = ["HSET", key, record.project_id, record.model_dump_json()]
         self._guarded(configuration_id, [write], mode="exists")
+
+    def record_project(
+        self, configuration_id: str, record: ProjectRecord, previous: ProjectRecord | None
+    ) -> bool:
+        """Record what a reconcile wrote to one project, by compare-and-set against the
+        record it read (`previous`, as returned by `load`/`get_projects`; None: there was
+        none). Raises `Gone` unless the installation is stored.
+
+        When another run recorded this project meanwhile, the two records are merged.
+        Where both wrote a slot with different values (one with secrets read before a
+        rotation, the other after) neither knows which write Vercel kept: that slot keeps
+        no fingerprint, the installation is marked pending in the same script, and False
+        is returned, so the next run writes it again (a var without a fingerprint is never
+        taken as unchanged). One round trip; two more per lost attempt, `Contended` after
+        `CAS_ATTEMPTS`."""
+        cfg, pid = configuration_id, record.project_id
+        key = self.key("projects", cfg)
+        expected = previous.stored if previous is not None else None
+        writes: list[_Cmd] = [["HSET", key, pid, record.model_dump_json()]]
+        if self._guarded(cfg, writes, mode="hcas", expected=expected, field=(key, pid)):
+            return True
+        for _ in range(CAS_ATTEMPTS):
+            raw = self.kv.call("HGET", key, pid, idempotent=True)
+            merged, dropped = _merged(record, None if raw is None else _project(raw, pid))
+            writes = [["HSET", key, pid, merged.model_dump_json()]]
+            if dropped:
+                writes.append(self._pending_write(cfg))
+            if self._guarded(cfg, writes, mode="hcas", expected=raw, field=(key, pid)):
+                return not dropped
+        raise Contended("the project record kept changing under this write")
 
     def forget_project(self, configuration_id: str, project_id: str) -> None:
         self.kv.call("HDEL", self.key("projects", configuration_id), project_id, idempotent=True)
@@ -731,6 +773,38 @@ class Store:
             if self._guarded(cfg, writes, mode="cas", expected=raw or ""):
                 return before, after
         raise Contended("the installation record kept changing under this install")
+
+
+def _project(raw: str, project_id: str) -> ProjectRecord:
+    """A provisioning record, remembering the bytes it was read from (for
+    `Store.record_project`'s compare-and-set)."""
+    record = parse_record(ProjectRecord, raw, project_id)
+    record.stored = raw
+    return record
+
+
+def _merged(record: ProjectRecord, current: ProjectRecord | None) -> tuple[ProjectRecord, bool]:
+    """`record` merged over `current` (another run's record of the same project), and
+    whether a fingerprint was dropped: each slot's entry from both, this run's fields
+    winning; where both runs recorded the slot with another var or another value, no
+    fingerprint is kept (see `plan`: a var is unchanged only when its recorded
+    fingerprint matches). A project removal recorded meanwhile stays."""
+    base = current.env if current is not None else {}
+    env: dict[str, dict[str, str]] = {}
+    dropped = False
+    for slot in {**base, **record.env}:
+        theirs, ours = base.get(slot, {}), record.env.get(slot, {})
+        entry = {**theirs, **ours}
+        if (
+            theirs
+            and ours
+            and (theirs.get("id"), theirs.get("fp")) != (ours.get("id"), ours.get("fp"))
+        ):
+            dropped = dropped or "fp" in entry
+            entry.pop("fp", None)
+        env[slot] = entry
+    removed_at = record.removed_at or (current.removed_at if current is not None else None)
+    return record.model_copy(update={"env": env, "removed_at": removed_at}), dropped
 
 
 def _pairs(raw: Any) -> dict[str, str]:

@@ -369,9 +369,10 @@ class Provisioner:
             report.errors.clear()
             return report
         except VercelError as exc:
-            self._record(cfg, project, written, fps, hidden, record)  # keep what got written
+            # Keep what got written.
+            self._record(cfg, project, written, fps, hidden, record, report)
             return self._project_failed(client, inst, project, report, exc)
-        self._record(cfg, project, written, fps, hidden, record)
+        self._record(cfg, project, written, fps, hidden, record, report)
         return report
 
     def _project_failed(
@@ -575,6 +576,7 @@ class Provisioner:
         fps: dict[Slot, str],
         hidden: _Hidden,
         previous: ProjectRecord | None,
+        report: ProjectReport,
     ) -> None:
         env: dict[str, dict[str, str]] = {}
         for slot in fps:
@@ -582,11 +584,17 @@ class Provisioner:
             entry.update(hidden.entry(slot))
             if entry:
                 env[str(slot)] = entry
-        if previous is not None and previous.env == env and previous.name == project.name:
+        same = previous is not None and previous.env == env and previous.name == project.name
+        if same and not report.writes:
             return  # nothing new: a no-op resync writes nothing to the KV either
-        self.store.put_project(
-            cfg, ProjectRecord(project_id=project.id, name=project.name, env=env)
-        )
+        # Compared with the record this run read: another run (one with secrets read
+        # before or after a rotation) may have written other values meanwhile. Then the
+        # store keeps no fingerprint and marks the installation pending, and this run
+        # says it is unfinished, so the next run writes every value again.
+        record = ProjectRecord(project_id=project.id, name=project.name, env=env)
+        if not self.store.record_project(cfg, record, previous):
+            report.errors.append("changed under us: to be written again")
+            report.complete = False
 
     # -- events -------------------------------------------------------------------------------
 

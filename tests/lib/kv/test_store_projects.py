@@ -1,0 +1,111 @@
+"""`Store.record_project`: a reconcile's record of one project is a compare-and-set
+against the record it read, and a lost race never leaves a fingerprint that no write is
+known to have produced. Over the KV gateway (real REST protocol, real scripts)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from lib.crypto import EncryptionKey, Keyring
+from lib.kv.client import KV
+from lib.kv.records import Installation, ProjectRecord
+from lib.kv.store import Gone, Store
+
+KEY = EncryptionKey(key_id="k1", key=bytes(range(32)))
+CFG = "icfg_1"
+SECRET_SLOT, PLAIN_SLOT = "API_KEY||0", "REGION||0"
+
+
+@pytest.fixture
+def store(kv: Any) -> Store:
+    store = Store(KV(kv.url, kv.token), Keyring(KEY), prefix="r:")
+    inst = Installation(
+        configuration_id=CFG,
+        owner_id="team_1",
+        team_id="team_1",
+        user_id="user_1",
+        sealed_token=store.seal_token(CFG, "vca_token"),
+    )
+    store.save_installation(inst, pending=False)
+    return store
+
+
+def _record(secret_fp: str, secret_id: str = "env_1") -> ProjectRecord:
+    env = {
+        SECRET_SLOT: {"id": secret_id, "fp": secret_fp},
+        PLAIN_SLOT: {"id": "env_2", "fp": "same"},
+    }
+    return ProjectRecord(project_id="prj_1", env=env)
+
+
+def test_a_record_over_the_one_read_is_written_in_one_round_trip(store: Store, kv: Any) -> None:
+    assert store.record_project(CFG, _record("old"), None)
+    [previous] = store.load(CFG)[2].values()
+    kv.gateway.reset_stats()
+    assert store.record_project(CFG, _record("new"), previous)
+    assert kv.gateway.stats()["requests"] == 1
+    assert store.get_projects(CFG)["prj_1"].env[SECRET_SLOT]["fp"] == "new"
+    assert not store.is_pending(CFG)
+
+
+def test_a_record_written_by_an_earlier_version_is_compared_as_stored(store: Store) -> None:
+    # No `removed_at`/`updated_at`, keys in another order: what an older version wrote.
+    old = {"env": {SECRET_SLOT: {"fp": "old", "id": "env_1"}}, "project_id": "prj_1"}
+    store.kv.call("HSET", store.key("projects", CFG), "prj_1", json.dumps(old))
+    previous = store.get_projects(CFG)["prj_1"]
+    assert store.record_project(CFG, _record("new"), previous)
+    assert not store.is_pending(CFG)
+
+
+def test_two_runs_that_wrote_different_values_leave_that_slot_to_be_rewritten(
+    store: Store, kv: Any
+) -> None:
+    """The rotation race: both runs read no record; one recorded the value it wrote with
+    the old secret, the other then records the new one. Neither knows which Vercel kept."""
+    assert store.record_project(CFG, _record("old"), None)
+    kv.gateway.reset_stats()
+    assert not store.record_project(CFG, _record("new"), None)
+    assert kv.gateway.stats()["requests"] == 3  # the lost script, a read, the merge
+    env = store.get_projects(CFG)["prj_1"].env
+    assert env[SECRET_SLOT] == {"id": "env_1"}  # no fingerprint: the next run rewrites it
+    assert env[PLAIN_SLOT] == {"id": "env_2", "fp": "same"}  # both wrote the same value
+    assert store.is_pending(CFG)
+
+
+def test_two_runs_that_wrote_the_same_values_merge_without_more_work(store: Store) -> None:
+    assert store.record_project(CFG, _record("same-value"), None)
+    other = _record("same-value")
+    other.env["EXTRA||0"] = {"id": "env_3", "fp": "x"}
+    assert store.record_project(CFG, other, None)
+    env = store.get_projects(CFG)["prj_1"].env
+    assert env == {**_record("same-value").env, "EXTRA||0": {"id": "env_3", "fp": "x"}}
+    assert not store.is_pending(CFG)
+
+
+def test_another_var_for_the_same_slot_is_no_known_value(store: Store) -> None:
+    assert store.record_project(CFG, _record("v", secret_id="env_a"), None)
+    assert not store.record_project(CFG, _record("v", secret_id="env_b"), None)
+    assert store.get_projects(CFG)["prj_1"].env[SECRET_SLOT] == {"id": "env_b"}
+
+
+def test_a_project_removal_recorded_meanwhile_stays(store: Store) -> None:
+    store.put_project(CFG, ProjectRecord(project_id="prj_1", removed_at=123.0))
+    store.record_project(CFG, _record("v"), None)
+    assert store.get_projects(CFG)["prj_1"].removed_at == 123.0
+
+
+def test_nothing_is_recorded_for_an_uninstalled_installation(store: Store) -> None:
+    store.delete_installation(CFG, ["team_1"])
+    with pytest.raises(Gone):
+        store.record_project(CFG, _record("v"), None)
+    assert store.get_projects(CFG) == {}
+
+
+def test_the_bytes_read_are_no_part_of_the_record(store: Store) -> None:
+    assert store.record_project(CFG, _record("v"), None)
+    read = store.get_projects(CFG)["prj_1"]
+    assert read.stored is not None
+    assert read == ProjectRecord.model_validate_json(read.stored)  # which has none
