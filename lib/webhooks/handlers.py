@@ -52,6 +52,8 @@ log = get_logger("webhook")
 
 # Leave a margin under Vercel's 30 s webhook timeout for the KV writes around the work.
 _WORK_BUDGET_S = 18.0
+# The status reason of an installation whose token Vercel refuses (the reconcile's words).
+REINSTALL = "token revoked or invalid: the user must reinstall"
 
 
 @dataclass(frozen=True)
@@ -106,12 +108,17 @@ def _outcome(report: InstallationReport) -> Outcome:
     return "retry" if report.outcome == "partial" else "applied"
 
 
-def _event_time(event: Event) -> float:
-    """createdAt is epoch milliseconds; fall back to now."""
+def _event_time(event: Event) -> float | None:
+    """When the event was created, epoch seconds (createdAt is epoch milliseconds), and
+    never later than now: a sender's clock ahead of ours must not push a watermark into
+    the future, where it would refuse every genuine later event for the length of the
+    skew (`lib.webhooks.receive` logs such an event). None when unknown (missing or not a
+    positive number): such an event is not judged stale, its payload's facts never win a
+    watermark, and only what Vercel answers is applied."""
     at = event.created_at
     if at is None or not math.isfinite(at) or at <= 0:
-        return time.time()
-    return at / 1000 if at > 1e11 else at
+        return None
+    return min(at / 1000 if at > 1e11 else at, time.time())
 
 
 def _reconcile(svc: Services, inst: Installation, deadline: Deadline, **scope: Any) -> Outcome:
@@ -126,38 +133,77 @@ def _reconcile(svc: Services, inst: Installation, deadline: Deadline, **scope: A
 
 
 def _live_configuration(
-    svc: Services, inst: Installation, deadline: Deadline, *, stored: bool = True
+    svc: Services,
+    inst: Installation,
+    deadline: Deadline,
+    *,
+    stored: bool = True,
+    elsewhere: tuple[Installation, ...] = (),
 ) -> IntegrationConfiguration | None:
     """The configuration as Vercel has it now, or None when Vercel won't tell us.
 
-    When Vercel answers that the stored installation's configuration is gone (404 on
-    it, or 401 for its token) that is an uninstall whose event may never come: the
-    installation is deleted with its tombstone and `Gone` raised. (`stored=False` asks
-    about a guess, such as the team a transfer names: no conclusion is drawn then.)"""
+    Only a 404 on the configuration, asked with every team it may now belong to (the
+    stored team, the team the record names by now, `elsewhere`), is an uninstall whose
+    event may never come: the installation is deleted with its tombstone and `Gone`
+    raised. A 401 says our token is not accepted, not that the configuration is gone
+    (it may be a moment's refusal, or an old token): the installation is marked broken
+    ("reinstall") and keeps its keys, so a reinstall of the same configuration restores
+    it. (`stored=False` asks about a guess, such as the team a transfer names: no
+    conclusion is drawn then.)"""
+    try:
+        return _ask(svc, inst, deadline)
+    except Unauthorized:
+        if stored:
+            _revoked(svc, inst.configuration_id)
+        return None
+    except NotFound:
+        if not stored:
+            return None
+    cfg = inst.configuration_id
+    now = svc.store.get_installation(cfg)
+    for other in (now, *elsewhere):
+        if other is not None and other.team_id != inst.team_id:
+            live = _live_configuration(svc, other, deadline, stored=False)
+            if live is not None:
+                return live
+    log.info(
+        "audit: uninstall (Vercel says the configuration is gone)",
+        extra={"event": "uninstall", "configuration_id": cfg},
+    )
+    owners = {o.owner_id for o in (inst, now) if o is not None}
+    svc.store.delete_installation(cfg, sorted(owners))
+    raise Gone(cfg)
+
+
+def _ask(svc: Services, inst: Installation, deadline: Deadline) -> IntegrationConfiguration | None:
+    """GET the configuration with `inst`'s team; None for a refusal that is not about its
+    existence, `_Transient` for one worth a redelivery."""
     try:
         client = svc.provisioner.client(inst, deadline.within(_WORK_BUDGET_S))
         return client.get_configuration(inst.configuration_id)
     except (NotFound, Unauthorized):
-        if not stored:
-            return None
-        cfg = inst.configuration_id
-        log.info(
-            "audit: uninstall (Vercel says the configuration is gone)",
-            extra={"event": "uninstall", "configuration_id": cfg},
-        )
-        svc.store.delete_installation(cfg, [inst.owner_id])
-        raise Gone(cfg) from None
+        raise
     except VercelError as exc:
         if exc.retryable:
             raise _Transient(exc.code) from None
         return None
 
 
+def _revoked(svc: Services, configuration_id: str) -> None:
+    """Our token was refused: record it (the configuration page says "reinstall"), keep
+    every key. Raises `Gone` if an uninstall landed meanwhile."""
+    log.warning(
+        "token refused by Vercel: installation marked broken",
+        extra={"configuration_id": configuration_id},
+    )
+    svc.store.set_status(configuration_id, "broken", REINSTALL)
+
+
 @dataclass(frozen=True)
 class _Facts:
     """What an event (or Vercel, asked) says about an installation, and as of when."""
 
-    at: float
+    at: float | None  # None: unknown, the facts are not applied
     owner: tuple[str | None, str] | None = None  # (team id, owner id)
     selection: tuple[Literal["all", "selected"], list[str]] | None = None
     scopes: list[str] | None = None
@@ -187,6 +233,8 @@ def _apply(facts: _Facts) -> Callable[[Installation], Installation | None]:
 
     def change(inst: Installation) -> Installation | None:
         update: dict[str, Any] = {}
+        if facts.at is None:
+            return None
         if facts.owner is not None and facts.at >= inst.owner_at:
             team_id, owner_id = facts.owner
             update.update(team_id=team_id, owner_id=owner_id, owner_at=facts.at)
@@ -213,9 +261,10 @@ def _store(svc: Services, inst: Installation, facts: _Facts) -> Installation | N
 
 
 def _stale(event: Event, *watermarks: float) -> bool:
-    """Older than every fact it could change: refused (acknowledged, logged)."""
+    """Older than every fact it could change: refused (acknowledged, logged). An event of
+    unknown age is not refused: Vercel is asked, and its payload never wins."""
     at = _event_time(event)
-    if all(at < mark for mark in watermarks):
+    if at is not None and all(at < mark for mark in watermarks):
         log.info("event older than what it changes: ignored", extra={"event_id": event.id})
         return True
     return False
@@ -308,7 +357,7 @@ def on_transferred(
     moved = inst.model_copy(update={"team_id": new_team, "owner_id": new_team or inst.user_id})
     read_at = time.time()
     try:
-        live = _live_configuration(svc, inst, deadline)
+        live = _live_configuration(svc, inst, deadline, elsewhere=(moved,))
         if live is None and moved.team_id != inst.team_id:
             live = _live_configuration(svc, moved, deadline, stored=False)
     except _Transient:
@@ -362,7 +411,8 @@ def on_project_upsert(
     if not _reachable(inst, project.id):
         return "ignored"
     record = svc.store.get_projects(inst.configuration_id).get(project.id)
-    if record and record.removed_at is not None and _event_time(event) <= record.removed_at:
+    at = _event_time(event)
+    if record and record.removed_at is not None and at is not None and at <= record.removed_at:
         return "ignored"  # a late delivery of something that has since been removed
     if target.resume:
         return _reconcile(svc, inst, deadline)
@@ -379,8 +429,11 @@ def on_project_removed(
     project = _project(event)
     if target is None or project is None:
         return "ignored"
+    # Of unknown age the tombstone is dated 0: it wins over no later event, whose
+    # project is then checked with Vercel (`_current`).
+    removed_at = _event_time(event)
     tombstone = ProjectRecord(
-        project_id=project.id, name=project.name, removed_at=_event_time(event)
+        project_id=project.id, name=project.name, removed_at=removed_at or 0.0
     )
     svc.store.put_project(target.installation.configuration_id, tombstone)
     return "applied"

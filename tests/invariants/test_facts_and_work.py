@@ -41,7 +41,8 @@ def _skipped(e2e: E2E, action: Any) -> dict[str, Any]:
         assert e2e.emulator.drain(20)
     finally:
         e2e.emulator.configure(webhook_url=url)
-    return e2e.emulator.deliveries()[-1]
+    delivery: dict[str, Any] = e2e.emulator.deliveries()[-1]
+    return delivery
 
 
 def _post(e2e: E2E, body: dict[str, Any]) -> httpx.Response:

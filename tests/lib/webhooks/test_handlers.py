@@ -124,8 +124,61 @@ def run(world: World, e: Event, target: Target | None) -> str:
 def test_event_time_reads_epoch_milliseconds() -> None:
     assert events._event_time(event("x", T0)) == T0 / 1000
     assert events._event_time(event("x", 1_700_000_000)) == 1_700_000_000
-    for odd in (None, float("nan"), -1.0):
-        assert abs(events._event_time(event("x", odd)) - time.time()) < 5
+    for odd in (None, float("nan"), -1.0, 0.0):
+        assert events._event_time(event("x", odd)) is None  # unknown, not "now"
+    ahead = events._event_time(event("x", (time.time() + 3600) * 1000))
+    assert ahead is not None
+    assert ahead <= time.time()  # a clock ahead of ours is taken as now
+
+
+def test_a_future_created_at_does_not_hold_back_later_facts(world: World) -> None:
+    world.client.configuration = ConfigurationDisabled("x", status=403)  # payload decides
+    target = installed(world)
+    ahead = event(
+        "integration-configuration.permission-upgraded",
+        (time.time() + 3600) * 1000,
+        configuration={"id": "icfg_1", "projectSelection": "selected", "projects": ["a"]},
+    )
+    assert run(world, ahead, target) == "applied"
+    inst = world.store.get_installation("icfg_1")
+    assert inst is not None
+    assert inst.projects_at <= time.time()
+    later = event(
+        "integration-configuration.permission-upgraded",
+        (time.time() + 1) * 1000,
+        configuration={"id": "icfg_1", "projectSelection": "all"},
+    )
+    assert run(world, later, Target(inst)) == "applied"
+    inst = world.store.get_installation("icfg_1")
+    assert inst is not None
+    assert inst.project_selection == "all"
+
+
+@pytest.mark.parametrize("kind", ["permission-upgraded", "transferred"])
+def test_an_event_of_unknown_age_never_wins_a_watermark(world: World, kind: str) -> None:
+    world.client.configuration = ConfigurationDisabled("x", status=403)  # payload decides
+    target = installed(world, owner_at=10.0, projects_at=10.0, scopes_at=10.0)
+    unknown = event(
+        f"integration-configuration.{kind}",
+        None,
+        newTeamId="team_2",
+        configuration={"id": "icfg_1", "projectSelection": "selected", "projects": ["a"]},
+    )
+    run(world, unknown, target)
+    inst = world.store.get_installation("icfg_1")
+    assert inst is not None
+    assert (inst.owner_id, inst.project_selection) == ("team_1", "all")
+    assert (inst.owner_at, inst.projects_at, inst.scopes_at) == (10.0, 10.0, 10.0)
+
+
+def test_a_removal_of_unknown_age_holds_back_no_later_creation(world: World) -> None:
+    world.client.project = Project(id="prj_1", name="web")
+    target = installed(world)
+    removed = event("project.removed", None, project={"id": "prj_1", "name": "web"})
+    assert run(world, removed, target) == "applied"
+    created = event("project.created", T0, project={"id": "prj_1", "name": "web"})
+    assert run(world, created, target) == "applied"  # asked Vercel: the project is there
+    assert world.provisioner.runs[-1]["projects"] == [Project(id="prj_1", name="web")]
 
 
 def test_event_fields_are_read_defensively() -> None:
@@ -271,16 +324,27 @@ def test_permission_change_to_all_reconciles_everything(world: World) -> None:
     assert (inst.project_selection, inst.project_ids) == ("all", [])
 
 
-@pytest.mark.parametrize("refusal", [Unauthorized("x", status=401), NotFound("x")])
 @pytest.mark.parametrize("kind", ["permission-upgraded", "scope-change-confirmed", "transferred"])
-def test_vercel_saying_the_configuration_is_gone_is_an_uninstall(
-    world: World, refusal: VercelError, kind: str
-) -> None:
-    world.client.configuration = refusal
+def test_vercel_saying_the_configuration_is_gone_is_an_uninstall(world: World, kind: str) -> None:
+    world.client.configuration = NotFound("x")  # asked with every team it may belong to
     with pytest.raises(Gone):
         run(world, event(f"integration-configuration.{kind}", newTeamId="team_2"), installed(world))
     assert world.store.kv.call("KEYS", "e:*") == [world.store.gone_key("icfg_1")]
     assert world.provisioner.runs == []
+
+
+@pytest.mark.parametrize("kind", ["permission-upgraded", "scope-change-confirmed", "transferred"])
+def test_a_refused_token_marks_the_installation_broken_and_keeps_it(
+    world: World, kind: str
+) -> None:
+    # A 401 says our token is not accepted (now), not that the configuration is gone:
+    # no tombstone, so a reinstall of the same configuration is not refused.
+    world.client.configuration = Unauthorized("x", status=401)
+    run(world, event(f"integration-configuration.{kind}", newTeamId="team_2"), installed(world))
+    inst = world.store.get_installation("icfg_1")
+    assert inst is not None
+    assert (inst.status, inst.status_reason) == ("broken", events.REINSTALL)
+    assert world.store.kv.call("EXISTS", world.store.gone_key("icfg_1")) == 0
 
 
 def test_when_vercel_refuses_the_payload_gives_the_access(world: World) -> None:
