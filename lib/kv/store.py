@@ -28,7 +28,7 @@ with a reader for the old form.
     p:gone:<sha256(cfg)[:32]>     uninstall tombstone, "1", for `GONE_TTL_S` (72 h): named by
                                   a digest, so nothing left behind names the installation
 
-Uninstall is final. `delete_installation` writes the tombstone in the transaction that
+Uninstall is final. `delete_installation` writes the tombstone in the script that
 deletes every key of the installation, and every write of an installation's keys (record,
 owner and `all` indexes, secrets, projects hash, pending mark) is one server-side Lua
 script (`EVALSHA`, falling back to `EVAL` on NOSCRIPT; both supported by Upstash:
@@ -134,6 +134,33 @@ end
 return 'ok'
 """
 _GUARDED_SHA = hashlib.sha1(_GUARDED_WRITE.encode()).hexdigest()  # noqa: S324 - Redis' script id
+# Uninstall. KEYS[1] the tombstone, KEYS[2..4] the record, secrets and projects, KEYS[5]
+# `all`, KEYS[6] pending, KEYS[7..] owner indexes the caller knows. ARGV[1] the id, ARGV[2]
+# the tombstone's TTL, ARGV[3] the owner index prefix: the index of the owner the record
+# names now is derived from the record itself (cjson, built into Redis' Lua and Upstash's).
+_DELETE = """
+local raw = redis.call('GET', KEYS[2])
+if raw then
+  local ok, record = pcall(cjson.decode, raw)
+  if ok and type(record) == 'table' and type(record['owner_id']) == 'string' then
+    redis.call('SREM', ARGV[3] .. record['owner_id'], ARGV[1])
+  end
+end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[2])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('SREM', KEYS[5], ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
+for i = 7, #KEYS do redis.call('SREM', KEYS[i], ARGV[1]) end
+return 'ok'
+"""
+# KEYS[1] the pending ZSET. Removes ARGV[1] only if its score is not later than ARGV[2].
+_CLEAR_PENDING = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) <= tonumber(ARGV[2]) then
+  return redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 0
+"""
 _Mode = Literal["none", "exists", "cas", "hcas"]
 
 _Cmd = list[Arg]
@@ -443,17 +470,24 @@ class Store:
 
     def delete_installation(self, configuration_id: str, owner_ids: list[str]) -> None:
         """Uninstall: remove every key of the installation and leave its tombstone, in one
-        transaction. From then on every guarded write for it raises `Gone`."""
-        commands: list[_Cmd] = [
-            ["SET", self.gone_key(configuration_id), "1", "EX", GONE_TTL_S],
-            ["DEL", self.key("inst", configuration_id)],
-            ["DEL", self.key("secrets", configuration_id)],
-            ["DEL", self.key("projects", configuration_id)],
-            ["SREM", self.key("all"), configuration_id],
-            ["ZREM", self.key("pending"), configuration_id],
+        server-side script. From then on every guarded write for it raises `Gone`.
+
+        The owner indexes named by the caller are left, and so is the one the record
+        names at this moment: the caller may know an owner from before a transfer that
+        moved the installation meanwhile, and the new owner's index must not keep the id
+        (it has no TTL)."""
+        cfg = configuration_id
+        keys = [
+            self.gone_key(cfg),
+            self.key("inst", cfg),
+            self.key("secrets", cfg),
+            self.key("projects", cfg),
+            self.key("all"),
+            self.key("pending"),
+            *(self.key("owner", owner) for owner in sorted(set(owner_ids))),
         ]
-        commands += [["SREM", self.key("owner", owner), configuration_id] for owner in owner_ids]
-        self.kv.transaction(commands, idempotent=True)
+        args: list[Arg] = [cfg, GONE_TTL_S, f"{self._p}owner:"]
+        self.kv.call("EVAL", _DELETE, len(keys), *keys, *args, idempotent=True)
 
     # -- per-installation secrets ---------------------------------------------------------
 
@@ -561,8 +595,22 @@ class Store:
         """Mark a stored installation's work unfinished (raises `Gone` unless stored)."""
         self._guarded(configuration_id, [self._pending_write(configuration_id)], mode="exists")
 
-    def clear_pending(self, configuration_id: str) -> None:
-        self.kv.call("ZREM", self.key("pending"), configuration_id, idempotent=True)
+    def clear_pending(self, configuration_id: str, *, started: float) -> bool:
+        """Clear the pending mark after a full run that began at `started` finished every
+        project, unless the mark is later than that: a concurrent run marked work it could
+        not finish after this one had started, and this run may not have covered it. One
+        server-side compare-and-remove; True when the mark was removed. (A run scoped to
+        some projects never clears it: the caller does not ask.)"""
+        removed = self.kv.call(
+            "EVAL",
+            _CLEAR_PENDING,
+            1,
+            self.key("pending"),
+            configuration_id,
+            repr(started),
+            idempotent=True,
+        )
+        return bool(removed)
 
     def is_pending(self, configuration_id: str) -> bool:
         return (

@@ -149,6 +149,7 @@ class Provisioner:
         recheck_conflicts: bool,
     ) -> InstallationReport:
         configuration_id = report.configuration_id
+        started = time.time()  # a pending mark set later is another run's: not ours to clear
         inst, secrets, records = self.store.load(configuration_id)
         inst = installation or inst
         if inst is None:
@@ -175,7 +176,7 @@ class Provisioner:
             report.outcome, report.reason = stop.outcome, stop.reason
         except VercelError as exc:
             report.outcome, report.reason = "partial", f"{exc.code}: listing projects failed"
-        self._settle(inst, report)
+        self._settle(inst, report, started=started if projects is None and only is None else None)
         return report
 
     @staticmethod
@@ -239,7 +240,9 @@ class Provisioner:
             raise stop[0]
         return reports
 
-    def _settle(self, inst: Installation, report: InstallationReport) -> None:
+    def _settle(
+        self, inst: Installation, report: InstallationReport, *, started: float | None
+    ) -> None:
         """Record the outcome: pending work, and the installation's status."""
         cfg = inst.configuration_id
         if report.outcome in ("paused", "broken", "blocked"):
@@ -265,8 +268,8 @@ class Provisioner:
                 False,
             )
             return
-        if was_pending:  # read first: a no-op run writes nothing
-            self.store.clear_pending(cfg)
+        if was_pending and started is not None:  # read first: a no-op run writes nothing
+            self.store.clear_pending(cfg, started=started)  # only a full run (None: scoped)
         note_synced(self.store, report)  # only a run that wrote: a no-op stays write-free
         log.info(
             "reconciled installation",

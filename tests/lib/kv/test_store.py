@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 
 import pytest
 
@@ -110,6 +111,26 @@ def test_delete_leaves_nothing_of_the_installation(store: Store, kv) -> None:
     assert store.pending() == []
 
 
+def test_delete_leaves_the_index_of_the_owner_the_record_names_now(store: Store) -> None:
+    # The caller read team_1 before a transfer moved the installation to team_2.
+    store.save_installation(make_installation(store, owner="team_2"), pending=False)
+    store.save_installation(make_installation(store, cfg="icfg_2", owner="team_2"), pending=False)
+    store.delete_installation("icfg_1", ["team_1"])
+    assert store.installations_for_owner("team_2") == ["icfg_2"]
+    assert store.installations_for_owner("team_1") == []
+    assert store.get_installation("icfg_1") is None
+
+
+def test_delete_of_a_damaged_record_still_deletes_it(store: Store) -> None:
+    store.save_installation(make_installation(store), pending=False)
+    store.kv.call("SET", store.key("inst", "icfg_1"), "{not json")
+    store.delete_installation("icfg_1", ["team_1"])
+    assert store.installations_for_owner("team_1") == []
+    assert store.kv.call("EXISTS", store.key("inst", "icfg_1")) == 0
+    with pytest.raises(Gone):
+        store.mark_pending("icfg_1")
+
+
 def test_load_is_one_round_trip(store: Store, kv) -> None:
     store.save_installation(make_installation(store), secrets={"s": "secret-value-1"})
     store.put_project("icfg_1", ProjectRecord(project_id="prj_1"))
@@ -164,8 +185,19 @@ def test_pending_is_oldest_first(store: Store) -> None:
     store.mark_pending("icfg_b")
     store.mark_pending("icfg_a")  # re-marking moves it to the back
     assert store.pending() == ["icfg_b", "icfg_a"]
-    store.clear_pending("icfg_b")
+    store.clear_pending("icfg_b", started=time.time())
     assert store.pending() == ["icfg_a"]
+
+
+def test_a_run_never_clears_a_mark_set_after_it_started(store: Store) -> None:
+    store.save_installation(make_installation(store), pending=False)
+    started = time.time()
+    store.mark_pending("icfg_1")  # another run's unfinished work, marked after our start
+    assert not store.clear_pending("icfg_1", started=started)
+    assert store.is_pending("icfg_1")
+    assert store.clear_pending("icfg_1", started=time.time())  # a run that began later
+    assert not store.is_pending("icfg_1")
+    assert not store.clear_pending("icfg_1", started=time.time())  # nothing to clear
 
 
 def test_key_prefix_isolates_deployments(store: Store, kv) -> None:
