@@ -348,6 +348,7 @@ def handle(
         provisioner.reconcile(cfg, deadline, installation=inst)
         return "stopped"
     todo = sorted((p for p in projects if p.id > message.cursor), key=lambda p: p.id)
+    started = time.time()  # the mark's clock (wall time), not the rate gate's
     report = provisioner.reconcile(cfg, deadline, projects=todo, installation=inst)
     if report.outcome == "unknown":
         return "gone"
@@ -360,6 +361,10 @@ def handle(
                 store.mark_pending(cfg)
             except Gone:
                 return "gone"
+        else:
+            # The chain has covered every project; its runs are scoped, so none cleared
+            # the mark: clear it unless another run marked it after this part began.
+            store.clear_pending(cfg, started=started)
         return "done"
     progressed = cursor != message.cursor
     limited = gate.reset_at is not None
