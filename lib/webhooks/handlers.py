@@ -207,6 +207,10 @@ class _Facts:
     owner: tuple[str | None, str] | None = None  # (team id, owner id)
     selection: tuple[Literal["all", "selected"], list[str]] | None = None
     scopes: list[str] | None = None
+    # A transfer Vercel would not describe: the former owner's project ids mean nothing
+    # in the new team (Vercel keeps the access mode and grants no project), so a
+    # `selected` installation reaches none as of `at`; an `all` one stays `all`.
+    regrant: bool = False
 
 
 def _access_facts(event: Event, live: IntegrationConfiguration | None, read_at: float) -> _Facts:
@@ -241,6 +245,10 @@ def _apply(facts: _Facts) -> Callable[[Installation], Installation | None]:
         if facts.selection is not None and facts.at >= inst.projects_at:
             selection, ids = facts.selection
             update.update(project_selection=selection, project_ids=ids, projects_at=facts.at)
+        elif (
+            facts.regrant and facts.at >= inst.projects_at and inst.project_selection == "selected"
+        ):
+            update.update(project_ids=[], projects_at=facts.at)
         if facts.scopes is not None and facts.at >= inst.scopes_at:
             update.update(scopes=facts.scopes, scopes_at=facts.at)
         if not update:
@@ -346,8 +354,11 @@ def on_transferred(
 
     The owner is confirmed with Vercel: a retried A→B delivered after B→A must not point
     the installation at B again. Vercel's answer (asked with the stored team first, then
-    the event's) wins; the payload is used only when Vercel won't say, and only if it is
-    newer than the owner we know."""
+    the event's) wins; the payload is used only when Vercel won't say (disabled: 403),
+    and only if it is newer than the owner we know. The payload names no projects, and
+    the former team's mean nothing in the new one: then a `selected` installation keeps
+    none as of the transfer (unless a newer selection is known); Vercel's answer, read by
+    the next event that can ask (after the enable), wins as usual."""
     if target is None:
         return "ignored"
     inst = target.installation
@@ -368,7 +379,7 @@ def on_transferred(
         facts = _Facts(read_at, owner=owner, selection=access.selection, scopes=access.scopes)
     else:
         owner = (moved.team_id, moved.owner_id)
-        facts = _Facts(_event_time(event), owner=owner, selection=access.selection)
+        facts = _Facts(_event_time(event), owner=owner, selection=access.selection, regrant=True)
     stored = _store(svc, inst, facts)
     if stored is None:
         return "ignored"

@@ -292,13 +292,6 @@ def test_an_installations_life_ends_as_vercel_says(stack: inprocess.InProcess) -
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="open defect found by the soak: a transfer while the installation is disabled "
-    "keeps the project selection of the former owner (Vercel cannot be asked while "
-    "disabled and the transferred payload names no projects)",
-)
 def test_a_transfer_while_disabled_leaves_no_project_of_the_former_owner(
     stack: inprocess.InProcess,
 ) -> None:
