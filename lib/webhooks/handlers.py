@@ -211,6 +211,10 @@ class _Facts:
     # in the new team (Vercel keeps the access mode and grants no project), so a
     # `selected` installation reaches none as of `at`; an `all` one stays `all`.
     regrant: bool = False
+    # The team a payload's project ids belong to (`team.id`, None for a personal
+    # account), when it says: ids chosen in a team the installation has since left are
+    # dropped, the access mode chosen then holds (a transfer keeps it).
+    team: tuple[str | None] | None = None
 
 
 def _access_facts(event: Event, live: IntegrationConfiguration | None, read_at: float) -> _Facts:
@@ -228,7 +232,14 @@ def _access_facts(event: Event, live: IntegrationConfiguration | None, read_at: 
         chosen = ("selected", event.ids("configuration", "projects"))
     scopes = event.ids("configuration", "scopes")
     has_scopes = isinstance(event.get("configuration", "scopes"), list)
-    return _Facts(_event_time(event), selection=chosen, scopes=scopes if has_scopes else None)
+    team = event.get("team")
+    named = (event.text("team", "id"),) if isinstance(team, dict) and "id" in team else None
+    return _Facts(
+        _event_time(event),
+        selection=chosen,
+        scopes=scopes if has_scopes else None,
+        team=named,
+    )
 
 
 def _apply(facts: _Facts) -> Callable[[Installation], Installation | None]:
@@ -244,6 +255,9 @@ def _apply(facts: _Facts) -> Callable[[Installation], Installation | None]:
             update.update(team_id=team_id, owner_id=owner_id, owner_at=facts.at)
         if facts.selection is not None and facts.at >= inst.projects_at:
             selection, ids = facts.selection
+            former = facts.team is not None and facts.team[0] != inst.team_id
+            if former and facts.at < inst.owner_at:
+                ids = []  # named before the owner we know, in another team
             update.update(project_selection=selection, project_ids=ids, projects_at=facts.at)
         elif (
             facts.regrant and facts.at >= inst.projects_at and inst.project_selection == "selected"
