@@ -410,6 +410,65 @@ def test_transfer_moves_the_owner_index_and_reconciles_in_the_new_team(world: Wo
     assert store.installations_for_owner("team_1") == []
 
 
+def _transfer(created: float = T0) -> Event:
+    return event(
+        "integration-configuration.transferred",
+        created,
+        configuration={"id": "icfg_1"},
+        previousTeamId="team_1",
+        newTeamId="team_2",
+    )
+
+
+@pytest.mark.parametrize(
+    ("selection", "projects_at", "ids"),
+    [
+        ("selected", T0 / 1000 - 1, []),  # the former team's projects mean nothing now
+        ("selected", T0 / 1000 + 1, ["q"]),  # a newer choice (of the new team) wins
+        ("all", T0 / 1000 - 1, []),  # stays all
+    ],
+)
+def test_a_transfer_vercel_cannot_describe_keeps_no_project_of_the_former_team(
+    world: World, selection: str, projects_at: float, ids: list[str]
+) -> None:
+    world.client.configuration = ConfigurationDisabled("x", status=403)  # payload decides
+    kept = ["q"] if projects_at > T0 / 1000 else ["p"] if selection == "selected" else []
+    target = installed(
+        world, project_selection=selection, project_ids=kept, projects_at=projects_at
+    )
+    assert run(world, _transfer(), target) == "applied"
+    inst = world.store.get_installation("icfg_1")
+    assert inst is not None
+    assert (inst.owner_id, inst.project_selection, inst.project_ids) == ("team_2", selection, ids)
+    assert inst.projects_at == max(projects_at, T0 / 1000 if selection == "selected" else 0.0)
+
+
+@pytest.mark.parametrize(
+    ("stored_team", "owner_at", "ids"),
+    [
+        ("team_2", T0 / 1000 + 1, []),  # chosen in team_1, which it left since: dropped
+        ("team_1", T0 / 1000 - 1, ["p"]),  # chosen in team_2 before we knew of the move
+    ],
+)
+def test_a_late_choice_names_no_project_of_a_team_the_installation_left(
+    world: World, stored_team: str, owner_at: float, ids: list[str]
+) -> None:
+    """The payload's project ids belong to its `team.id`; its access mode holds."""
+    world.client.configuration = ConfigurationDisabled("x", status=403)  # payload decides
+    target = installed(world, owner_id=stored_team, team_id=stored_team, owner_at=owner_at)
+    other = "team_1" if stored_team == "team_2" else "team_2"
+    chosen = event(
+        "integration-configuration.permission-upgraded",
+        T0,
+        team={"id": other},
+        configuration={"id": "icfg_1", "projectSelection": "selected", "projects": ["p"]},
+    )
+    assert run(world, chosen, target) == "applied"
+    inst = world.store.get_installation("icfg_1")
+    assert inst is not None
+    assert (inst.project_selection, inst.project_ids) == ("selected", ids)
+
+
 def test_uninstall_deletes_everything_even_without_a_record(world: World) -> None:
     installed(world)
     world.store.add_secrets("icfg_1", {"s": "v"})
