@@ -138,7 +138,9 @@ def create_envs(ctx: Context, req: Request, id_or_name: str, version: str) -> Re
             mark = len(created)
             try:
                 for part in _stored(ctx, owner, inp):
-                    existed = set(ctx.store.envs)
+                    # create_env adds exactly one var or (upsert) returns an existing one:
+                    # the count tells which without copying every project's var ids.
+                    before = len(ctx.store.envs)
                     env = create_env(
                         ctx.store,
                         ctx.config,
@@ -149,7 +151,7 @@ def create_envs(ctx: Context, req: Request, id_or_name: str, version: str) -> Re
                         upsert=upsert,
                         may_modify=caller.may_modify_env,
                     )
-                    if env.id not in existed:
+                    if len(ctx.store.envs) > before:
                         made.append(env)
                     created.append(render_env(env))
             except ApiError as error:
