@@ -20,8 +20,22 @@ def new_id(prefix: str = "", rng: random.Random | None = None, length: int | Non
     """A random id; pass a seeded `rng` for ids that are stable across resets."""
     size = length if length is not None else _LENGTHS.get(prefix, 24)
     if rng is None:
-        return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(size))
+        return prefix + _random_chars(size)
     return prefix + "".join(rng.choice(_ALPHABET) for _ in range(size))
+
+
+# The largest multiple of the alphabet's size in a byte: bytes at or above it are
+# dropped, so every character stays equally likely (as with one secrets.choice each).
+_CUTOFF = 256 - 256 % len(_ALPHABET)
+
+
+def _random_chars(size: int) -> str:
+    """`size` uniform characters of the alphabet from one urandom read, not one per
+    character (a create stores several vars, each with an id and a ciphertext)."""
+    out: list[str] = []
+    while len(out) < size:
+        out += [_ALPHABET[b % len(_ALPHABET)] for b in secrets.token_bytes(size * 2) if b < _CUTOFF]
+    return "".join(out[:size])
 
 
 def new_secret(nbytes: int = 24) -> str:

@@ -27,7 +27,7 @@ from dev.emulator.models import (
     TokenRecord,
 )
 
-__all__ = ["PROJECT_NAME", "SEED", "Store"]
+__all__ = ["PROJECT_NAME", "SEED", "EnvTable", "Store"]
 
 PROJECT_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,98}[a-z0-9])?$")
 
@@ -49,6 +49,60 @@ SEED: dict[str, Any] = {
 _DAY_MS = 24 * 60 * 60 * 1000
 
 
+class EnvTable(dict[str, EnvVar]):
+    """The vars by id, plus each project's var ids in the same order.
+
+    Every create and list asks for one project's vars; a scan of every project's vars
+    for that grew with the whole world. Writes go through the mutators below; a var's
+    `project_id` never changes. Anything the index cannot follow exactly (an id reused
+    for another project's var) turns it off, and lookups scan as before.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_project: dict[str, dict[str, None]] = {}
+        self._exact = True
+
+    def __setitem__(self, env_id: str, env: EnvVar) -> None:
+        old = self.get(env_id)
+        super().__setitem__(env_id, env)
+        if old is None:
+            self._by_project.setdefault(env.project_id, {})[env_id] = None
+        elif old.project_id != env.project_id:
+            self._exact = False
+
+    def __delitem__(self, env_id: str) -> None:
+        env = self[env_id]
+        super().__delitem__(env_id)
+        self._by_project.get(env.project_id, {}).pop(env_id, None)
+
+    def pop(self, env_id: str, *default: Any) -> Any:
+        if env_id in self:
+            env = self[env_id]
+            del self[env_id]
+            return env
+        return super().pop(env_id, *default)
+
+    def clear(self) -> None:
+        super().clear()
+        self._by_project.clear()
+        self._exact = True
+
+    def popitem(self) -> tuple[str, EnvVar]:
+        raise NotImplementedError("EnvTable: remove vars by id")
+
+    def setdefault(self, env_id: str, default: Any = None) -> Any:
+        raise NotImplementedError("EnvTable: set vars by id")
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError("EnvTable: set vars by id")
+
+    def of_project(self, project_id: str) -> list[EnvVar]:
+        if not self._exact:
+            return [e for e in self.values() if e.project_id == project_id]
+        return [self[i] for i in self._by_project.get(project_id, ())]
+
+
 class Store:
     """Everything the emulated Vercel knows. Hold `lock` while reading or writing."""
 
@@ -62,7 +116,7 @@ class Store:
         # team id -> {user id: role}; roles are Vercel's ("OWNER", "MEMBER", ...).
         self.members: dict[str, dict[str, str]] = {}
         self.projects: dict[str, Project] = {}
-        self.envs: dict[str, EnvVar] = {}
+        self.envs = EnvTable()
         self.configurations: dict[str, Configuration] = {}
         self.tokens: dict[str, TokenRecord] = {}
         self.codes: dict[str, AuthCode] = {}
@@ -285,7 +339,7 @@ class Store:
     # -- env vars
 
     def project_envs(self, project_id: str) -> list[EnvVar]:
-        return [e for e in self.envs.values() if e.project_id == project_id]
+        return self.envs.of_project(project_id)
 
     @staticmethod
     def new_ciphertext() -> str:
