@@ -59,3 +59,27 @@ def test_the_webhook_replay_repeats_the_events_round_trips() -> None:
     stats = gateway.stats()
     assert stats["requests"] == 2 * trips
     assert stats["commands"] % 2 == 0
+
+
+def test_the_provision_bench_drives_an_emulator_in_its_own_process() -> None:
+    """The provision bench's emulator runs as `python -m dev.emulator` (the real Vercel
+    does not share our CPU) and is driven through its control API; it answers the REST
+    API with the bench's settings and counts the calls the bench reads."""
+    from dev.bench import provision
+
+    with provision._emulator_process() as (emu, url, client_id):
+        emu.create_team("t")
+        emu.create_project("t", "t-0001")
+        minted = emu.mint_code("t")
+        assert minted["code"]
+        assert provision._calls(emu) == {}
+        assert httpx.get(f"{url}/v10/projects", timeout=10).status_code == 401  # no token
+        assert provision._calls(emu) == {"GET /v10/projects": 1}
+        emu.reset_calls()
+        assert provision._calls(emu) == {}
+        emu.set_latency(30)
+        assert emu.state()["projects"][-1]["name"] == "t-0001"
+        assert client_id
+        config = httpx.get(f"{url}/_emulator/config", timeout=10).json()
+        assert config["webhook_url"] is None  # no deliveries to a port someone else uses
+        assert config["redirect_uri"] == provision._REDIRECT
