@@ -20,26 +20,32 @@ What is compared, all over real HTTP to the emulator (and, for us, the KV gatewa
 Then a second reconcile with nothing to do measures the no-op resync (one env list per
 project, nothing written to Vercel or to the KV).
 
-Standalone: starts its own emulator and KV gateway (the embedded engine unless
-`BENCH_REDIS_URL` names a Redis), all on free local ports. Knobs for a quick run:
+Standalone: starts its own emulator and KV gateway on free local ports. The gateway runs
+over `BENCH_REDIS_URL` when set, else over the first free database of the test fixtures'
+range (8-15 on 127.0.0.1:6379, held by the same lock files as tests/conftest.py, so a
+concurrent test run never shares it), else over the embedded engine when no Redis answers;
+the bench flushes only that database. Knobs for a quick run:
 `BENCH_PROVISION_PROJECTS`, `BENCH_PROVISION_LATENCY_MS`, `BENCH_PROVISION_NAIVE_SAMPLE`.
 
-Where the emulator runs: in its own process (`python -m dev.emulator`, driven through its
-control API), because the real Vercel does not share our CPU. In the bench's own process
-its request handling would compete with our client for one GIL (on a 2-core machine),
-and the figure would charge the emulator's CPU to the product. The run also measures
-the first provision with the emulator in-process, reported next to it (`_shared_gil`),
-so the difference stays visible; the goals apply to the separate-process figures.
+Where the emulator and the KV gateway run: each in its own process (`python -m
+dev.emulator`, driven through its control API; `python -m dev.kv_gateway`), because
+neither the real Vercel nor the real Upstash shares our CPU. In the bench's own process
+their request handling would compete with our client for one GIL (on a 2-core machine),
+and the figure would charge their CPU to the product. The run also measures the first
+provision with both in-process, reported next to it (`_shared_gil`), so the difference
+stays visible; the goals apply to the separate-process figures.
 """
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -53,9 +59,8 @@ from dev import serve
 from dev.bench import ROOT, print_table
 from dev.emulator import EmulatorConfig, create_app
 from dev.emulator.app import Emulator
-from dev.kv_engine import Engine
-from dev.kv_gateway import Backend, RedisBackend
 from dev.kv_gateway import create_app as create_gateway
+from dev.kv_gateway import open_backend
 from lib.crypto import EncryptionKey, Keyring
 from lib.deadline import Deadline
 from lib.kv.client import KV
@@ -184,6 +189,7 @@ class _World:
     redirect_uri: str
     store: Store
     spec: Spec
+    kv_backend: str  # what the gateway runs over (its own description)
 
 
 _REDIRECT = "http://127.0.0.1/callback"
@@ -243,24 +249,94 @@ def _emulator_thread() -> Iterator[tuple[_Emu, str, str]]:
             emulator.close()
 
 
+# The test fixtures' databases and lock files (tests/conftest.py): whoever holds a lock
+# owns that database and may flush it.
+_TEST_DBS = range(8, 16)
+_TEST_REDIS_URL = "redis://127.0.0.1:6379/{db}"
+
+
 @contextmanager
-def _world(separate_process: bool) -> Iterator[_World]:
-    redis_url = os.environ.get("BENCH_REDIS_URL", "").strip()
-    backend: Backend = RedisBackend.connect(redis_url) if redis_url else Engine()
-    if redis_url:
-        backend.execute([b"FLUSHDB"])
-    gateway = create_gateway(_TOKEN, backend)
+def _kv_database() -> Iterator[str]:
+    """A Redis URL the bench may flush: `BENCH_REDIS_URL`, else a locked test database
+    (when no Redis answers there, the gateway falls back to the embedded engine)."""
+    explicit = os.environ.get("BENCH_REDIS_URL", "").strip()
+    if explicit:
+        yield explicit
+        return
+    for db in _TEST_DBS:
+        lock = open(f"{tempfile.gettempdir()}/vercel-integration-test-db-{db}.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        try:
+            yield _TEST_REDIS_URL.format(db=db)
+        finally:
+            lock.close()
+        return
+    raise RuntimeError(f"all test databases {_TEST_DBS} are in use by other runs")
+
+
+@contextmanager
+def _kv_process(redis_url: str) -> Iterator[tuple[str, str]]:
+    """`python -m dev.kv_gateway` over `redis_url` on a free port: (its URL, its backend)."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "KV_PORT": str(port),
+        "REDIS_URL": redis_url,
+        "KV_REST_API_TOKEN": _TOKEN,  # the first token name the gateway reads
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dev.kv_gateway"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                welcome = httpx.get(url, timeout=5.0).raise_for_status().text
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the KV gateway process did not start") from None
+                time.sleep(0.05)
+        yield url, welcome.partition("(")[2].rpartition(")")[0]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@contextmanager
+def _kv_thread(redis_url: str) -> Iterator[tuple[str, str]]:
+    backend = open_backend(redis_url)
+    try:
+        with serve.running(create_gateway(_TOKEN, backend)) as server:
+            yield server.url, backend.description
+    finally:
+        backend.close()
+
+
+@contextmanager
+def _world(separate_process: bool, redis_url: str) -> Iterator[_World]:
+    gateway = _kv_process(redis_url) if separate_process else _kv_thread(redis_url)
     emulator = _emulator_process() if separate_process else _emulator_thread()
-    with serve.running(gateway) as kv_server, emulator as (emu, emu_url, client_id):
+    with gateway as (kv_url, kv_backend), emulator as (emu, emu_url, client_id):
         key = EncryptionKey(key_id="bench", key=b"B" * 32)
-        kv = KV(kv_server.url, _TOKEN, timeout_s=10.0)
+        kv = KV(kv_url, _TOKEN, timeout_s=10.0)
+        kv.call("FLUSHDB")  # ours alone (see _kv_database)
         store = Store(kv, Keyring(key), "bench:")
         spec = parse_spec(SPEC, source="bench", env={})
         try:
-            yield _World(emu, emu_url, client_id, _REDIRECT, store, spec)
+            yield _World(emu, emu_url, client_id, _REDIRECT, store, spec, kv_backend)
         finally:
+            kv.call("FLUSHDB")
             kv.close()
-            backend.close()
 
 
 def _install(world: _World, team: str, projects: int) -> Installation:
@@ -360,8 +436,9 @@ def _first(
 
 def run() -> dict[str, float]:
     concurrency = DEFAULT_CONCURRENCY
-    with _world(separate_process=True) as world:
+    with _kv_database() as redis_url, _world(True, redis_url) as world:
         emu = world.emulator
+        kv_backend = world.kv_backend
         ours = _install(world, "bench", PROJECTS)
         naive_inst = _install(world, "naive", NAIVE_SAMPLE)
         prov = Provisioner(world.store, world.spec, api_url=world.emulator_url)
@@ -370,7 +447,7 @@ def run() -> dict[str, float]:
         noop_s = _timed(lambda: _check(prov.reconcile(ours.configuration_id, Deadline(600))))
         noop = _calls(emu)
         naive_sample_s, naive_calls = _naive(world, naive_inst)
-    with _world(separate_process=False) as world:
+    with _kv_database() as redis_url, _world(False, redis_url) as world:
         shared_inst = _install(world, "bench", PROJECTS)
         shared_prov = Provisioner(world.store, world.spec, api_url=world.emulator_url)
         shared_s, shared_rtt, _ = _first(world, shared_inst, shared_prov)
@@ -400,7 +477,7 @@ def run() -> dict[str, float]:
         "provision_naive_calls_per_project": naive_calls / NAIVE_SAMPLE,
         "provision_noop_vercel_writes": float(writes_noop),
     }
-    _print(figures, concurrency, pages, per_project_k)
+    _print(figures, concurrency, pages, per_project_k, kv_backend)
     return figures
 
 
@@ -416,12 +493,12 @@ def _verdict(name: str, value: float) -> str:
     return f"{'≥' if kind == 'min' else '≤'} {goal:g}: {'met' if ok else 'MISSED'}"
 
 
-def _print(f: dict[str, float], concurrency: int, pages: int, k: int) -> None:
+def _print(f: dict[str, float], concurrency: int, pages: int, k: int, kv_backend: str) -> None:
     n = PROJECTS
     print_table(
         f"Provisioning {n} projects x {len(SPEC['env'])} vars, {LATENCY_MS:g} ms per call "
         f"(RTT measured {f['provision_rtt_ms']:.1f} ms), concurrency C = {concurrency}, "
-        "emulator in its own process",
+        f"emulator and KV gateway in their own processes (KV over {kv_backend})",
         ["figure", "value", "goal"],
         [
             ("(a) ours: wall time", f"{f['provision_wall_s']:.2f} s", ""),
@@ -448,7 +525,8 @@ def _print(f: dict[str, float], concurrency: int, pages: int, k: int) -> None:
                 _verdict("provision_vs_lower_bound", f["provision_vs_lower_bound"]),
             ),
             (
-                "    for comparison, emulator in our process (one GIL): wall, / its bound",
+                "    for comparison, emulator and KV gateway in our process (one GIL): "
+                "wall, / its bound",
                 f"{f['provision_wall_s_shared_gil']:.2f} s, "
                 f"{f['provision_vs_lower_bound_shared_gil']:.2f}x",
                 "",

@@ -83,3 +83,33 @@ def test_the_provision_bench_drives_an_emulator_in_its_own_process() -> None:
         config = httpx.get(f"{url}/_emulator/config", timeout=10).json()
         assert config["webhook_url"] is None  # no deliveries to a port someone else uses
         assert config["redirect_uri"] == provision._REDIRECT
+
+
+def test_the_provision_bench_runs_the_kv_gateway_in_its_own_process() -> None:
+    """The provision bench's KV gateway runs as `python -m dev.kv_gateway` (the real
+    Upstash does not share our CPU) over a database the bench holds alone: one of the
+    test fixtures' locked databases, never Redis's default one."""
+    import fcntl
+    import os
+    import tempfile
+
+    from dev.bench import provision
+    from lib.kv.client import KV
+
+    if os.environ.get("BENCH_REDIS_URL"):
+        pytest.skip("BENCH_REDIS_URL names the bench's database")
+    with provision._kv_database() as redis_url:
+        db = int(redis_url.rsplit("/", 1)[1])
+        assert db in provision._TEST_DBS
+        path = f"{tempfile.gettempdir()}/vercel-integration-test-db-{db}.lock"
+        with open(path, "w") as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by the bench
+        with provision._kv_process(redis_url) as (url, backend):
+            assert backend.startswith((f"redis://127.0.0.1:6379/{db}", "embedded engine"))
+            kv = KV(url, provision._TOKEN, timeout_s=10.0)
+            try:
+                assert kv.call("SET", "bench:probe", "1")
+                assert kv.call("GET", "bench:probe") == "1"
+                assert kv.call("DEL", "bench:probe") == 1
+            finally:
+                kv.close()
