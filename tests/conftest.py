@@ -6,9 +6,7 @@ Each section is owned by the module it serves; add new fixtures in a new section
 from __future__ import annotations
 
 import base64
-import fcntl
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from dev.kv_gateway import (
     create_app,
     open_backend,
 )
+from dev.test_dbs import TEST_DBS, TEST_REDIS_URL, claim_test_db
 
 # ---------------------------------------------------------------------------------------
 # Property tests (hypothesis)
@@ -49,22 +48,9 @@ if os.environ.get("CI") == "true" and os.environ.get("SOAK") != "1":
 # ---------------------------------------------------------------------------------------
 
 KV_TEST_TOKEN = "test-kv-token"
-KV_TEST_REDIS_URL = "redis://127.0.0.1:6379/{db}"
 # Test runs flush their database; concurrent runs on one machine each take their own.
-KV_TEST_DBS = range(8, 16)
-
-
-def _claim_test_db() -> tuple[int, TextIO]:
-    """The first free database of KV_TEST_DBS, held by an flock until this process exits."""
-    for db in KV_TEST_DBS:
-        handle = open(f"{tempfile.gettempdir()}/vercel-integration-test-db-{db}.lock", "w")  # noqa: SIM115
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            continue
-        return db, handle
-    raise RuntimeError(f"all test databases {KV_TEST_DBS} are in use by other test runs")
+KV_TEST_REDIS_URL = TEST_REDIS_URL
+KV_TEST_DBS = TEST_DBS
 
 
 @dataclass(frozen=True)
@@ -82,7 +68,7 @@ def kv_backend() -> Iterator[Backend]:
     url = os.environ.get("REDIS_TEST_URL")
     lock: TextIO | None = None
     if not url:
-        db, lock = _claim_test_db()
+        db, lock = claim_test_db()
         url = KV_TEST_REDIS_URL.format(db=db)
     try:
         backend = open_backend(url, require_redis=required)
@@ -104,7 +90,7 @@ def second_test_db(kv_backend: Backend) -> Iterator[str]:
         pytest.skip(
             f"a second database needs real Redis; the tests run on {kv_backend.description}"
         )
-    db, lock = _claim_test_db()
+    db, lock = claim_test_db()
     url = KV_TEST_REDIS_URL.format(db=db)
     other = RedisBackend.connect(url)
     try:

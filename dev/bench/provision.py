@@ -38,14 +38,12 @@ stays visible; the goals apply to the separate-process figures.
 
 from __future__ import annotations
 
-import fcntl
 import math
 import os
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -61,6 +59,7 @@ from dev.emulator import EmulatorConfig, create_app
 from dev.emulator.app import Emulator
 from dev.kv_gateway import create_app as create_gateway
 from dev.kv_gateway import open_backend
+from dev.test_dbs import TEST_REDIS_URL, claim_test_db
 from lib.crypto import EncryptionKey, Keyring
 from lib.deadline import Deadline
 from lib.kv.client import KV
@@ -249,12 +248,6 @@ def _emulator_thread() -> Iterator[tuple[_Emu, str, str]]:
             emulator.close()
 
 
-# The test fixtures' databases and lock files (tests/conftest.py): whoever holds a lock
-# owns that database and may flush it.
-_TEST_DBS = range(8, 16)
-_TEST_REDIS_URL = "redis://127.0.0.1:6379/{db}"
-
-
 @contextmanager
 def _kv_database() -> Iterator[str]:
     """A Redis URL the bench may flush: `BENCH_REDIS_URL`, else a locked test database
@@ -263,19 +256,11 @@ def _kv_database() -> Iterator[str]:
     if explicit:
         yield explicit
         return
-    for db in _TEST_DBS:
-        lock = open(f"{tempfile.gettempdir()}/vercel-integration-test-db-{db}.lock", "w")  # noqa: SIM115
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            lock.close()
-            continue
-        try:
-            yield _TEST_REDIS_URL.format(db=db)
-        finally:
-            lock.close()
-        return
-    raise RuntimeError(f"all test databases {_TEST_DBS} are in use by other runs")
+    db, lock = claim_test_db()  # the test fixtures' databases and locks (dev/test_dbs.py)
+    try:
+        yield TEST_REDIS_URL.format(db=db)
+    finally:
+        lock.close()
 
 
 @contextmanager

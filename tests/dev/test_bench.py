@@ -94,13 +94,14 @@ def test_the_provision_bench_runs_the_kv_gateway_in_its_own_process() -> None:
     import tempfile
 
     from dev.bench import provision
+    from dev.test_dbs import TEST_DBS
     from lib.kv.client import KV
 
     if os.environ.get("BENCH_REDIS_URL"):
         pytest.skip("BENCH_REDIS_URL names the bench's database")
     with provision._kv_database() as redis_url:
         db = int(redis_url.rsplit("/", 1)[1])
-        assert db in provision._TEST_DBS
+        assert db in TEST_DBS
         path = f"{tempfile.gettempdir()}/vercel-integration-test-db-{db}.lock"
         with open(path, "w") as other, pytest.raises(BlockingIOError):
             fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by the bench
