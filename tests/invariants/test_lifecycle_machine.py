@@ -129,6 +129,8 @@ class Life(RuleBasedStateMachine):
         inst = store.get_installation(self.cfg)
         assert inst is not None, "installed at Vercel, lost in KV"
         assert inst.owner_id == truth["ownerId"], (inst.owner_id, truth["ownerId"])
+        # No token is revoked here: a live installation is never taken for a broken one.
+        assert inst.status != "broken", inst.status_reason
         assert store.installations_for_owner(truth["ownerId"]) == [self.cfg]
         for team in TEAMS:
             other = self._team_id(team)
