@@ -135,6 +135,8 @@ class Request:
             return json.loads(self.body())
         except (ValueError, UnicodeDecodeError):
             raise HTTPError(400, "Body is not valid JSON.") from None
+        except RecursionError:  # nested deeper than the parser goes: bad input, not a crash
+            raise HTTPError(400, "Body is not valid JSON (nested too deeply).") from None
 
     def form(self) -> dict[str, list[str]]:
         try:

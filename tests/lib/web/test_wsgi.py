@@ -51,6 +51,26 @@ def test_request_fields_through_wsgi() -> None:
     assert r.headers["cache-control"] == "no-store"
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{", "Body is not valid JSON."),
+        (b"\xff\xfe", "Body is not valid JSON."),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_a_body_that_is_not_json_is_a_400_whatever_the_parser_does(
+    body: bytes, message: str
+) -> None:
+    def parse(request: Request) -> Response:
+        return Response.json({"got": type(request.json()).__name__})
+
+    with client_for(parse) as c:
+        r = c.post("/x", content=body)
+    assert r.status_code == 400
+    assert message in r.text
+
+
 def test_repeated_query_parameter_is_refused() -> None:
     with client_for(echo) as c:
         r = c.get("/x?q=1&q=2")
