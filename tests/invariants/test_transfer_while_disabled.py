@@ -127,6 +127,9 @@ def test_a_newer_selection_wins_over_the_late_transfer(e2e: E2E) -> None:
     e2e.emulator.disable_configuration(cfg)
     e2e.emulator.transfer_configuration(cfg, NEW_TEAM)
     chosen = _project(e2e, NEW_TEAM, "latter")
+    # A person's next action is a moment later: on a quiet machine both events could
+    # otherwise carry the same millisecond, and a tie says nothing about the order.
+    e2e.emulator.advance_clock(1)
     e2e.emulator.set_project_access(cfg, "selected", [chosen])
     moved, picked = (d["envelope"] for d in e2e.emulator.deliveries()[-2:])
     assert (moved["type"], picked["type"]) == (
@@ -144,6 +147,7 @@ def test_a_late_choice_made_in_the_former_team_names_none_of_its_projects(e2e: E
     cfg = _installed(e2e, "all")
     e2e.emulator.disable_configuration(cfg)
     e2e.emulator.set_project_access(cfg, "selected", [_project(e2e, TEAM, "former")])
+    e2e.emulator.advance_clock(1)  # a moment later (see above)
     e2e.emulator.transfer_configuration(cfg, NEW_TEAM)
     picked, moved = (d["envelope"] for d in e2e.emulator.deliveries()[-2:])
     assert (moved["type"], picked["type"]) == (
