@@ -313,17 +313,10 @@ def test_install_through_the_emulator_pages(
     assert_no_secret_logged(logs.out + logs.err + caplog.text, [token])
 
 
-def test_kv_round_trips_per_callback_excluding_provisioning(
-    e2e: Any, browser: Browser, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Round trips are counted at the KV gateway (every HTTP request it serves is one
-    command, pipeline or transaction). Provisioning's own round trips are measured while
-    it runs, by wrapping the provisioner's `reconcile` in the same process and reading
-    the gateway's counter before and after it, then subtracted from the callback's total.
-    Nothing else talks to KV meanwhile (an install fires no webhook).
-
-    Measured: 2 for a first install (the opening and the closing transaction), and 1 for
-    a repeat of a finished callback (the opening transaction alone)."""
+def count_provisioning_round_trips(e2e: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, the KV round trips of each provisioning run in this process, read from
+    the gateway's counter around the provisioner's `reconcile` (to subtract them from a
+    callback's total)."""
     gateway = e2e.kv.gateway
     provisioner = e2e.services().provisioner
     real = provisioner.reconcile
@@ -337,6 +330,22 @@ def test_kv_round_trips_per_callback_excluding_provisioning(
             provisioning.append(gateway.stats()["requests"] - before)
 
     monkeypatch.setattr(provisioner, "reconcile", counted)
+    return provisioning
+
+
+def test_kv_round_trips_per_callback_excluding_provisioning(
+    e2e: Any, browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round trips are counted at the KV gateway (every HTTP request it serves is one
+    command, pipeline or transaction). Provisioning's own round trips are measured while
+    it runs, by wrapping the provisioner's `reconcile` in the same process and reading
+    the gateway's counter before and after it, then subtracted from the callback's total.
+    Nothing else talks to KV meanwhile (an install fires no webhook).
+
+    Measured: 2 for a first install (the opening and the closing transaction), and 1 for
+    a repeat of a finished callback (the opening transaction alone)."""
+    gateway = e2e.kv.gateway
+    provisioning = count_provisioning_round_trips(e2e, monkeypatch)
     w = world(e2e)
     callback_url = browser.authorize(w.team, "all", start=browser.start())
 

@@ -14,6 +14,7 @@ import pytest
 from lib.install import KEPT_MAX, is_kept_cookie
 from tests.api.test_callback import (
     Browser,
+    count_provisioning_round_trips,
     drop_pending_claims,
     installations,
     is_page,
@@ -117,18 +118,7 @@ def test_two_unsaved_installs_in_one_browser_both_finish(
     drop_pending_claims(e2e)
 
     gateway = e2e.kv.gateway
-    provisioner = e2e.services().provisioner
-    real = provisioner.reconcile
-    provisioning: list[int] = []
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        before = gateway.stats()["requests"]
-        try:
-            return real(*args, **kwargs)
-        finally:
-            provisioning.append(gateway.stats()["requests"] - before)
-
-    monkeypatch.setattr(provisioner, "reconcile", counted)
+    provisioning = count_provisioning_round_trips(e2e, monkeypatch)
     for link in (a, b):
         gateway.reset_stats()
         assert browser.get(link).status_code == 302
