@@ -6,6 +6,7 @@ Each section is owned by the module it serves; add new fixtures in a new section
 from __future__ import annotations
 
 import base64
+import json
 import os
 import warnings
 from collections.abc import Iterator
@@ -146,6 +147,19 @@ class E2E:
     def http(self, **kwargs: Any) -> httpx.Client:
         kwargs.setdefault("timeout", 30.0)
         return httpx.Client(base_url=self.dev_url, **kwargs)
+
+    def post_webhook(self, envelope: dict[str, Any]) -> httpx.Response:
+        """`envelope` delivered to our /webhook as Vercel would: JSON, signed with the
+        client secret (to replay a delivery in an order of the test's choosing)."""
+        from dev.emulator import sign
+
+        raw = json.dumps(envelope).encode()
+        headers = {
+            "content-type": "application/json",
+            "x-vercel-signature": sign(raw, E2E_CLIENT_SECRET),
+        }
+        with self.http() as client:
+            return client.post("/webhook", content=raw, headers=headers)
 
     def services(self) -> Any:
         from lib.app import get_services

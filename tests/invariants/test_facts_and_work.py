@@ -9,12 +9,10 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 
-from dev.emulator import sign
 from lib.kv.store import EVENT_DONE_TTL_S
-from tests.conftest import E2E, E2E_CLIENT_SECRET
+from tests.conftest import E2E
 
 TEAM = "acme"
 
@@ -43,16 +41,6 @@ def _skipped(e2e: E2E, action: Any) -> dict[str, Any]:
         e2e.emulator.configure(webhook_url=url)
     delivery: dict[str, Any] = e2e.emulator.deliveries()[-1]
     return delivery
-
-
-def _post(e2e: E2E, body: dict[str, Any]) -> httpx.Response:
-    raw = json.dumps(body).encode()
-    headers = {
-        "content-type": "application/json",
-        "x-vercel-signature": sign(raw, E2E_CLIENT_SECRET),
-    }
-    with e2e.http() as client:
-        return client.post("/webhook", content=raw, headers=headers)
 
 
 def _api_calls(e2e: E2E) -> int:
@@ -100,7 +88,7 @@ def test_a_retried_transfer_delivered_after_the_transfer_back_changes_nothing(e2
         "createdAt": there["envelope"]["createdAt"],
         "payload": {"configuration": {"id": cfg}, "previousTeamId": acme, "newTeamId": globex},
     }
-    assert _post(e2e, body).status_code == 200
+    assert e2e.post_webhook(body).status_code == 200
     assert owner() == (acme, [cfg], [])
 
 
@@ -120,7 +108,7 @@ def test_a_delivery_older_than_the_dedupe_window_is_acked_without_any_effect(
         "createdAt": int((time.time() - age_s) * 1000),
         "payload": {"configuration": {"id": cfg}},
     }
-    got = _post(e2e, body)
+    got = e2e.post_webhook(body)
     assert got.status_code == 200
     assert got.json() == {"status": "ignored", "reason": "stale"}
     assert e2e.kv.gateway.stats()["requests"] == 0  # refused before any KV call
@@ -137,7 +125,7 @@ def test_a_delivery_inside_the_window_is_applied(e2e: E2E) -> None:
         "createdAt": int((time.time() - EVENT_DONE_TTL_S + 120) * 1000),
         "payload": {"configuration": {"id": cfg}},
     }
-    got = _post(e2e, body)
+    got = e2e.post_webhook(body)
     assert got.status_code == 200
     assert got.json() == {"status": "applied"}
     assert e2e.services().store.get_installation(cfg) is None

@@ -8,15 +8,12 @@ order forced here."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
-from dev.emulator import sign
-from tests.conftest import E2E, E2E_CLIENT_SECRET
+from tests.conftest import E2E
 
 TEAM, NEW_TEAM = "acme", "globex"
 
@@ -53,16 +50,6 @@ def _held(e2e: E2E, action: Callable[[], Any]) -> dict[str, Any]:
     return envelope
 
 
-def _post(e2e: E2E, envelope: dict[str, Any]) -> httpx.Response:
-    raw = json.dumps(envelope).encode()
-    headers = {
-        "content-type": "application/json",
-        "x-vercel-signature": sign(raw, E2E_CLIENT_SECRET),
-    }
-    with e2e.http() as client:
-        return client.post("/webhook", content=raw, headers=headers)
-
-
 def _vercel(e2e: E2E, cfg: str) -> dict[str, Any]:
     return next(dict(c) for c in e2e.emulator.state()["configurations"] if c["id"] == cfg)
 
@@ -88,7 +75,7 @@ def test_disabled_then_transferred_then_enabled(e2e: E2E, selection: str) -> Non
     moved = e2e.emulator.deliveries()[-1]
     assert moved["state"] == "paused"
     # A delivery that lands while disabled (our retry queue, a replay): Vercel says 403.
-    assert _post(e2e, moved["envelope"]).status_code == 200
+    assert e2e.post_webhook(moved["envelope"]).status_code == 200
     assert _agrees(e2e, cfg) == (selection, [])
     e2e.emulator.enable_configuration(cfg)  # Vercel delivers what it held: a duplicate now
     assert e2e.emulator.drain(20)
@@ -113,7 +100,7 @@ def test_transferred_then_disabled_before_the_delivery(e2e: E2E) -> None:
     cfg = _installed(e2e, "selected")
     moved = _held(e2e, lambda: e2e.emulator.transfer_configuration(cfg, NEW_TEAM))
     e2e.emulator.disable_configuration(cfg)
-    assert _post(e2e, moved).status_code == 200
+    assert e2e.post_webhook(moved).status_code == 200
     assert _agrees(e2e, cfg) == ("selected", [])
     e2e.emulator.enable_configuration(cfg)
     assert e2e.emulator.drain(20)
@@ -136,8 +123,8 @@ def test_a_newer_selection_wins_over_the_late_transfer(e2e: E2E) -> None:
         "integration-configuration.transferred",
         "integration-configuration.permission-upgraded",
     )
-    assert _post(e2e, picked).status_code == 200
-    assert _post(e2e, moved).status_code == 200
+    assert e2e.post_webhook(picked).status_code == 200
+    assert e2e.post_webhook(moved).status_code == 200
     assert _agrees(e2e, cfg) == ("selected", [chosen])
 
 
@@ -154,6 +141,6 @@ def test_a_late_choice_made_in_the_former_team_names_none_of_its_projects(e2e: E
         "integration-configuration.transferred",
         "integration-configuration.permission-upgraded",
     )
-    assert _post(e2e, moved).status_code == 200
-    assert _post(e2e, picked).status_code == 200
+    assert e2e.post_webhook(moved).status_code == 200
+    assert e2e.post_webhook(picked).status_code == 200
     assert _agrees(e2e, cfg) == ("selected", [])
