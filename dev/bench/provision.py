@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -77,6 +77,7 @@ PROJECTS = int(os.environ.get("BENCH_PROVISION_PROJECTS", "200"))
 LATENCY_MS = float(os.environ.get("BENCH_PROVISION_LATENCY_MS", "40"))
 NAIVE_SAMPLE = int(os.environ.get("BENCH_PROVISION_NAIVE_SAMPLE", "10"))
 _PAGE = 100  # projects per listing page (lib/vercel/client.py asks for the maximum)
+_T = TypeVar("_T")
 _TOKEN = "bench-kv-token"  # noqa: S105 - a local throwaway gateway
 _SECRET = "bench-client-secret"  # noqa: S105 - the local emulator's client secret
 
@@ -201,40 +202,50 @@ def _free_port() -> int:
 
 
 @contextmanager
+def _process(module: str, env: dict[str, str], ready: Callable[[], _T]) -> Iterator[_T]:
+    """`python -m <module>` with `env` added, until the `with` ends; yields what `ready`
+    returns once it stops raising a transport error (the server answers)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = ready()
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"python -m {module} did not start") from None
+                time.sleep(0.05)
+        yield answer
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@contextmanager
 def _emulator_process() -> Iterator[tuple[_Emu, str, str]]:
     """`python -m dev.emulator` on a free port, no webhooks, the bench's client secret."""
     port = _free_port()
     env = {
-        **os.environ,
         "EMULATOR_PORT": str(port),
         "DEV_PORT": str(_free_port()),  # nothing listens there: no stray deliveries
         "VERCEL_CLIENT_SECRET": _SECRET,
         "VERCEL_REDIRECT_URI": _REDIRECT,
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dev.emulator"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     url = f"http://127.0.0.1:{port}"
     remote = _Remote(url)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                config = remote._call("PATCH", "/config", {"webhook_url": None})
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the emulator process did not start") from None
-                time.sleep(0.05)
-        yield remote, url, str(config["client_id"])
+        config_once_up = lambda: remote._call("PATCH", "/config", {"webhook_url": None})  # noqa: E731
+        with _process("dev.emulator", env, config_once_up) as config:
+            yield remote, url, str(config["client_id"])
     finally:
         remote.close()
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @contextmanager
@@ -268,33 +279,13 @@ def _kv_process(redis_url: str) -> Iterator[tuple[str, str]]:
     """`python -m dev.kv_gateway` over `redis_url` on a free port: (its URL, its backend)."""
     port = _free_port()
     env = {
-        **os.environ,
         "KV_PORT": str(port),
         "REDIS_URL": redis_url,
         "KV_REST_API_TOKEN": _TOKEN,  # the first token name the gateway reads
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dev.kv_gateway"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                welcome = httpx.get(url, timeout=5.0).raise_for_status().text
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the KV gateway process did not start") from None
-                time.sleep(0.05)
-        yield url, welcome.partition("(")[2].rpartition(")")[0]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with _process("dev.kv_gateway", env, lambda: httpx.get(url, timeout=5.0)) as welcome:
+        yield url, welcome.raise_for_status().text.partition("(")[2].rpartition(")")[0]
 
 
 @contextmanager
