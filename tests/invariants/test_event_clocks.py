@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import E2E
-from tests.invariants.test_facts_and_work import _installed, _post, _scope_id
+from tests.invariants.test_facts_and_work import _installed, _scope_id
 
 _FULL = [
     "read:project",
@@ -53,7 +53,7 @@ def test_an_event_from_a_clock_an_hour_ahead_holds_back_no_later_fact(e2e: E2E) 
     projects = [str(p["id"]) for p in e2e.emulator.state()["projects"] if p["accountId"] == acme]
     _withhold_the_configuration(e2e, cfg)
     ahead = _upgraded(cfg, acme, int((time.time() + 3600) * 1000), projects[:1])
-    assert _post(e2e, ahead).status_code == 200
+    assert e2e.post_webhook(ahead).status_code == 200
     inst = store.get_installation(cfg)
     assert inst is not None
     assert inst.project_selection == "selected"
@@ -81,7 +81,7 @@ def test_an_event_of_unknown_age_never_wins_a_watermark(e2e: E2E, created: Any) 
     before = store.get_installation(cfg)
     assert before is not None
     _withhold_the_configuration(e2e, cfg)
-    answer = _post(e2e, _upgraded(cfg, acme, created, projects[:1]))
+    answer = e2e.post_webhook(_upgraded(cfg, acme, created, projects[:1]))
     assert answer.status_code == 200, answer.text
     after = store.get_installation(cfg)
     assert after is not None
@@ -96,7 +96,7 @@ def test_an_event_of_unknown_age_never_wins_a_watermark(e2e: E2E, created: Any) 
     )
     # A genuine, dated event still applies its facts afterwards.
     dated = _upgraded(cfg, acme, int(time.time() * 1000), projects[:1])
-    assert _post(e2e, dated).status_code == 200
+    assert e2e.post_webhook(dated).status_code == 200
     inst = store.get_installation(cfg)
     assert inst is not None
     assert (inst.project_selection, inst.project_ids) == ("selected", projects[:1])

@@ -20,7 +20,7 @@ from lib.vercel.client import VercelClient
 from lib.vercel.errors import NotFound, Unauthorized
 from lib.webhooks.handlers import REINSTALL
 from tests.conftest import E2E
-from tests.invariants.test_facts_and_work import _installed, _post, _scope_id
+from tests.invariants.test_facts_and_work import _installed, _scope_id
 from tests.invariants.traces import assert_uninstalled
 
 _FULL = [
@@ -100,7 +100,7 @@ def test_a_404_after_a_concurrent_transfer_leaves_no_owner_index(
     }
     answers: list[Any] = []
     armed.set()
-    handler = threading.Thread(target=lambda: answers.append(_post(e2e, body)))
+    handler = threading.Thread(target=lambda: answers.append(e2e.post_webhook(body)))
     handler.start()
     assert entered.wait(20), "the handler never asked Vercel"
     e2e.emulator.transfer_configuration(cfg, "globex")  # delivered and processed meanwhile
