@@ -230,7 +230,6 @@ class CallbackOutcome:
 class _State:
     """A signed install state whose MAC verified: when it expires, whose browser it is."""
 
-    raw: str
     expires: int
     browser: str
 
@@ -382,7 +381,7 @@ def _signed_state(keyring: Keyring, raw: str) -> _State:
         _state_mac(_state_key(keyring), body).encode(), match["mac"].encode()
     ):
         raise InstallError(400, "bad_state", "This install link has expired or is not valid.")
-    return _State(raw, int(match["exp"]), match["browser"])
+    return _State(int(match["exp"]), match["browser"])
 
 
 def _state_life(state: _State | None) -> int:
@@ -512,7 +511,11 @@ def complete_install(
     # once the token names it.
     cfg = named or _UNNAMED
     redirect_uri = settings.require("redirect_uri")
-    state = _signed_state(store.keyring, params.state) if params.state else None
+    try:
+        state = _signed_state(store.keyring, params.state) if params.state else None
+    except InstallError as exc:
+        exc.next = params.next  # a forged state's page offers the way back too
+        raise
     # The state was checked when the kept exchange was made: a retry does not need it.
     resumed = _kept(store.keyring, params, kept)
     if resumed is not None:

@@ -339,6 +339,7 @@ class FakeVercel:
         self.installation_id = CFG
         self.team_id: str | None = TEAM
         self.oauth_status = 200
+        self.oauth_error: dict[str, Any] = {"error": "server_error"}
         self.configuration_status = 200
         self.issued: list[str] = []
 
@@ -346,7 +347,7 @@ class FakeVercel:
         if request.url.path == "/v2/oauth/access_token":
             self.exchanges += 1
             if self.oauth_status != 200:
-                return httpx.Response(self.oauth_status, json={"error": "server_error"})
+                return httpx.Response(self.oauth_status, json=self.oauth_error)
             token = f"tok_{self.exchanges}_secretvalue"
             self.issued.append(token)
             return httpx.Response(
