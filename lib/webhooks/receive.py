@@ -231,7 +231,7 @@ def _run(event: Event, targets: list[Target], services: Services, deadline: Dead
         except Gone:
             # Uninstalled while the handler worked: it wrote nothing after that.
             log.info("installation uninstalled meanwhile", extra={"event_id": event.id})
-            result = "ignored"
+            continue
         if "retry" in (outcome, result):
             outcome = "retry"
         elif "applied" in (outcome, result):

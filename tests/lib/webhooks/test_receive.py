@@ -7,6 +7,7 @@ tests/api/test_webhook.py.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import threading
 import time
@@ -25,6 +26,7 @@ from lib.kv.client import KV
 from lib.kv.records import Installation, ProjectRecord
 from lib.kv.store import Gone, Store
 from lib.log import configure
+from lib.webhooks import receive as receive_module
 from lib.webhooks.handlers import HANDLERS, Event, Outcome, Target
 from lib.webhooks.receive import Envelope, Reply, normalize_type, receive
 
@@ -550,3 +552,77 @@ def test_a_transfer_cut_short_by_an_uninstall_leaves_no_index_in_the_new_team(
     )
     assert deliver(services, raw).status == 200
     assert store.installations_for_owner("team_9") == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "target"),
+    [
+        ({"configuration": {"id": "icfg_1"}, "team": {"id": "team_1"}}, ("icfg_1", "team_1")),
+        ({"installationId": "icfg_2"}, ("icfg_2", None)),
+        ({"configuration": {"id": ""}, "installationId": "icfg_2"}, ("icfg_2", None)),
+        ({"configuration": "icfg_1", "user": {"id": "user_1"}}, (None, "user_1")),
+        # An empty team id is no team: the user owns it.
+        ({"team": {"id": ""}, "user": {"id": "user_1"}}, (None, "user_1")),
+        ({"team": None, "user": {"id": "u"}}, (None, "u")),
+        # Ids are 1 to 128 characters; longer is no id at all.
+        ({"configuration": {"id": "c" * 128}}, ("c" * 128, None)),
+        ({"configuration": {"id": "c" * 129}, "installationId": "icfg_3"}, ("icfg_3", None)),
+        ({"team": {"id": 7}, "user": {"id": ["u"]}}, (None, None)),
+    ],
+)
+def test_an_event_names_its_installation_and_owner(
+    payload: dict[str, Any], target: tuple[str | None, str | None]
+) -> None:
+    assert receive_module._target(payload) == target
+
+
+def test_a_handled_event_is_logged_with_its_type_and_outcome(
+    services: Services, store: Store, handler: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    installed(store)
+    with caplog.at_level(logging.INFO, logger="integration.webhook"):
+        assert deliver(services, body(configuration={"id": "icfg_1"})).status == 200
+    (line,) = [r for r in caplog.records if r.getMessage() == "event handled"]
+    assert (line.type, line.event_id, line.outcome) == ("project.created", "evt_1", "applied")  # type: ignore[attr-defined]
+
+
+def test_a_handler_stopped_by_an_uninstall_says_so_and_acknowledges(
+    services: Services,
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    installed(store)
+    installed(store, "icfg_2")
+
+    def stopped(event: Event, target: Target | None, svc: Services, d: Deadline) -> Outcome:
+        assert target is not None
+        if target.installation.configuration_id == "icfg_1":
+            store.delete_installation("icfg_1", ["team_1"])
+            raise Gone("icfg_1")
+        return "ignored"
+
+    monkeypatch.setitem(HANDLERS, "project.created", stopped)
+    with caplog.at_level(logging.INFO, logger="integration.webhook"):
+        reply = deliver(services, body(team={"id": "team_1"}))
+    assert (reply.status, reply.body) == (200, {"status": "ignored"})
+    (line,) = [r for r in caplog.records if r.getMessage() == "installation uninstalled meanwhile"]
+    assert line.event_id == "evt_1"  # type: ignore[attr-defined]
+    assert store.get_installation("icfg_2") is not None
+
+
+def test_an_uninstall_that_asks_for_a_retry_is_redelivered(
+    services: Services, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The installation is gone once the uninstall's handler ran, as it should be: that
+    is no reason to drop the handler's own request to be run again."""
+    installed(store)
+
+    def unfinished(event: Event, target: Target | None, svc: Services, d: Deadline) -> Outcome:
+        store.delete_installation("icfg_1", ["team_1"])
+        return "retry"
+
+    monkeypatch.setitem(HANDLERS, "integration-configuration.removed", unfinished)
+    raw = body("integration-configuration.removed", configuration={"id": "icfg_1"})
+    reply = deliver(services, raw)
+    assert (reply.status, reply.body) == (503, {"status": "retry"})
