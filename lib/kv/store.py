@@ -156,8 +156,12 @@ return 'ok'
 # KEYS[1] the pending ZSET. Removes ARGV[1] only if its score is not later than ARGV[2].
 _CLEAR_PENDING = """
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if score and tonumber(score) <= tonumber(ARGV[2]) then
-  return redis.call('ZREM', KEYS[1], ARGV[1])
+if not score then
+  return 1
+end
+if tonumber(score) <= tonumber(ARGV[2]) then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 1
 end
 return 0
 """
@@ -599,8 +603,9 @@ class Store:
         """Clear the pending mark after a full run that began at `started` finished every
         project, unless the mark is later than that: a concurrent run marked work it could
         not finish after this one had started, and this run may not have covered it. One
-        server-side compare-and-remove; True when the mark was removed. (A run scoped to
-        some projects never clears it: the caller does not ask.)"""
+        server-side compare-and-remove; True when no mark is left (removed now, by an
+        attempt whose answer was lost, or there was none), False when a later mark stays.
+        (A run scoped to some projects never clears it: the caller does not ask.)"""
         removed = self.kv.call(
             "EVAL",
             _CLEAR_PENDING,
@@ -683,8 +688,7 @@ class Store:
                 return []
             inst = self.parse_installation(raw, claim.configuration_id)
             return [Stored(inst, score is not None)]
-        ids = sorted(claim._found[0] or [])
-        return self.installations(ids) if ids else []
+        return self.installations(sorted(claim._found[0] or []))
 
     def settle_event(
         self, event_id: str, *, done: bool, still_installed: Sequence[str] = ()

@@ -197,7 +197,7 @@ def test_a_run_never_clears_a_mark_set_after_it_started(store: Store) -> None:
     assert store.is_pending("icfg_1")
     assert store.clear_pending("icfg_1", started=time.time())  # a run that began later
     assert not store.is_pending("icfg_1")
-    assert not store.clear_pending("icfg_1", started=time.time())  # nothing to clear
+    assert store.clear_pending("icfg_1", started=time.time())  # nothing left: as good as done
 
 
 def test_key_prefix_isolates_deployments(store: Store, kv) -> None:
@@ -386,3 +386,156 @@ def test_a_token_sealed_with_a_retired_key_is_resealed_when_next_written(store: 
     stored = rotated.get_installation("icfg_1")
     assert stored is not None
     assert stored.sealed_token.startswith("v1.k2.")
+
+
+# -- what the mutation run found unjudged (issue 11, `make mutation`) --------------------------
+
+
+def test_values_sealed_by_another_instance_are_redacted_once_read(store: Store, capsys) -> None:
+    """In production the function that reads a token is rarely the one that sealed it:
+    reading it is what must teach the log to mask it."""
+    from lib.log import configure, get_logger
+
+    configure()
+    token, secret = "vca_sealed_elsewhere_7f3a", "secret-sealed-elsewhere-9c2e"
+    inst = make_installation(store).model_copy(
+        update={"sealed_token": _sealed(KEY, token, "token:icfg_1")}
+    )
+    store.kv.call("SET", "t:inst:icfg_1", inst.model_dump_json())
+    store.kv.call("HSET", "t:secrets:icfg_1", "s", _sealed(KEY, secret, "secret:icfg_1:s"))
+    loaded = store.get_installation("icfg_1")
+    assert loaded is not None
+    assert store.token(loaded) == token
+    assert store.get_secrets("icfg_1") == {"s": secret}
+    get_logger("test").info("leak %s and %s", token, secret)
+    out = capsys.readouterr().out
+    assert token not in out
+    assert secret not in out
+
+
+def test_a_damaged_record_is_named_in_the_error(store: Store) -> None:
+    store.kv.call("SET", "t:inst:icfg_bad", json.dumps({"nope": 1}))
+    store.kv.call(
+        "SET", "t:inst:icfg_ok", make_installation(store, cfg="icfg_ok").model_dump_json()
+    )
+    store.kv.call("HSET", "t:projects:icfg_ok", "prj_bad", json.dumps({"env": 7}))
+    with pytest.raises(StoreError, match="icfg_bad"):
+        store.load("icfg_bad")
+    with pytest.raises(StoreError, match="icfg_bad"):
+        store.installations(["icfg_ok", "icfg_bad"])
+    with pytest.raises(StoreError, match="prj_bad"):
+        store.get_projects("icfg_ok")
+    with pytest.raises(StoreError, match="prj_bad"):
+        store.load("icfg_ok")
+    claim = store.claim_event("evt_bad", configuration_id="icfg_bad", owner_id=None)
+    with pytest.raises(StoreError, match="icfg_bad"):
+        store.event_installations(claim)
+
+
+def test_installations_reads_each_record_with_its_own_pending_mark(store: Store, kv) -> None:
+    for cfg in ("icfg_a", "icfg_b", "icfg_c"):
+        store.save_installation(make_installation(store, cfg=cfg), pending=False)
+    store.mark_pending("icfg_b")
+    kv.gateway.reset_stats()
+    found = store.installations(["icfg_a", "icfg_b", "icfg_missing", "icfg_c"])
+    assert kv.gateway.stats()["requests"] == 1
+    assert [(s.installation.configuration_id, s.pending) for s in found] == [
+        ("icfg_a", False),
+        ("icfg_b", True),
+        ("icfg_c", False),
+    ]
+    assert store.installations([]) == []
+
+
+def test_an_owner_event_finds_every_installation_of_the_owner(store: Store) -> None:
+    for cfg in ("icfg_b", "icfg_a"):
+        store.save_installation(make_installation(store, cfg=cfg), pending=False)
+    store.mark_pending("icfg_b")
+    claim = store.claim_event("evt_o", configuration_id=None, owner_id="team_1")
+    found = store.event_installations(claim)
+    assert [(s.installation.configuration_id, s.pending) for s in found] == [
+        ("icfg_a", False),
+        ("icfg_b", True),
+    ]
+    nobody = store.claim_event("evt_n", configuration_id=None, owner_id="team_nobody")
+    assert store.event_installations(nobody) == []
+
+
+def test_set_status_writes_only_a_change_and_stamps_it(store: Store) -> None:
+    store.save_installation(make_installation(store), pending=False)
+    first = store.get_installation("icfg_1")
+    assert first is not None
+    raw = store.kv.call("GET", "t:inst:icfg_1")
+    # Same status and reason: nothing is written.
+    store.set_status("icfg_1", "active", None)
+    assert store.kv.call("GET", "t:inst:icfg_1") == raw
+    # Either one changing is a change, stamped with its time.
+    for status, reason in (("paused", None), ("paused", "disabled"), ("active", "disabled")):
+        before = time.time()
+        store.set_status("icfg_1", status, reason)  # type: ignore[arg-type]
+        now = store.get_installation("icfg_1")
+        assert now is not None
+        assert (now.status, now.status_reason) == (status, reason)
+        assert now.updated_at >= before > first.updated_at - 1
+
+
+def test_add_secrets_keeps_what_exists_and_set_secrets_replaces_it(store: Store) -> None:
+    store.save_installation(make_installation(store), secrets={"s": "first"}, pending=False)
+    store.add_secrets("icfg_1", {"s": "second", "t": "new"})
+    assert store.get_secrets("icfg_1") == {"s": "first", "t": "new"}
+    store.set_secrets("icfg_1", {"s": "rotated"})
+    assert store.get_secrets("icfg_1") == {"s": "rotated", "t": "new"}
+
+
+def test_the_fingerprint_key_is_stable_across_releases(store: Store) -> None:
+    # Fingerprints of every value written are stored in the project records: another key
+    # would make every variable look changed and be written again everywhere.
+    assert store.fingerprint_key().hex() == (
+        "f5960911ed30222c64de79e07e6b1f356c7f9b64935452b7f434d740d6784a24"
+    )
+
+
+def test_settle_reconcile_says_whether_it_still_exists_and_was_pending(store: Store) -> None:
+    store.save_installation(make_installation(store), pending=False)
+    assert store.settle_reconcile("icfg_1", pending=False) == (True, False)
+    store.mark_pending("icfg_1")
+    assert store.settle_reconcile("icfg_1", pending=False) == (True, True)
+    store.clear_pending("icfg_1", started=time.time())
+    assert store.settle_reconcile("icfg_1", pending=True) == (True, False)
+    assert store.pending() == ["icfg_1"]
+    store.delete_installation("icfg_1", ["team_1"])
+    assert store.settle_reconcile("icfg_1", pending=False) == (False, False)
+    assert store.settle_reconcile("icfg_1", pending=True) == (False, False)
+    assert store.pending() == []
+
+
+def test_pending_lists_at_most_its_limit_oldest_first(store: Store) -> None:
+    members: list[object] = []
+    for n in range(103):
+        members += [1000 + n, f"icfg_{n:03}"]
+    store.kv.call("ZADD", "t:pending", *members)
+    assert store.pending() == [f"icfg_{n:03}" for n in range(100)]
+    assert store.pending(limit=3) == ["icfg_000", "icfg_001", "icfg_002"]
+    assert store.pending(limit=1) == ["icfg_000"]
+
+
+def test_a_refused_write_says_whether_it_was_uninstalled_or_never_stored(store: Store) -> None:
+    with pytest.raises(Gone) as never:
+        store.mark_pending("icfg_never")
+    assert (never.value.configuration_id, never.value.why) == ("icfg_never", "not stored")
+    assert str(never.value) == "installation not stored"
+    store.save_installation(make_installation(store), pending=False)
+    store.delete_installation("icfg_1", ["team_1"])
+    with pytest.raises(Gone) as gone:
+        store.mark_pending("icfg_1")
+    assert (gone.value.configuration_id, gone.value.why) == ("icfg_1", "gone")
+    assert str(gone.value) == "installation gone"
+
+
+def test_hash_replies_read_as_pairs_in_either_form() -> None:
+    from lib.kv.store import _pairs
+
+    assert _pairs(["a", "1", "b", "2"]) == {"a": "1", "b": "2"}
+    assert _pairs(["a", "1", "b"]) == {"a": "1"}  # a dangling name is no pair
+    assert _pairs({"a": 1}) == {"a": "1"}
+    assert _pairs(None) == _pairs([]) == {}
