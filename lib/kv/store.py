@@ -212,7 +212,6 @@ class EventClaim:
     the same round trip is read with `Store.event_installations`.
     """
 
-    event_id: str
     status: Literal["ours", "done", "busy"]
     configuration_id: str | None
     _found: tuple[Any, ...]
@@ -677,7 +676,7 @@ class Store:
             if previous is not None and previous != lease
             else "ours"
         )
-        return EventClaim(event_id, status, configuration_id or None, tuple(found))
+        return EventClaim(status, configuration_id or None, tuple(found))
 
     def event_installations(self, claim: EventClaim) -> list[Stored]:
         """The installations an event claimed by `claim_event` is about (no round trip

@@ -672,3 +672,16 @@ def test_a_kept_exchange_is_checked_against_the_links_team(
     assert (refused.value.status, refused.value.kind) == (400, "mismatch")
     assert store.get_installation(CFG) is None
     assert vercel.exchanges == 1
+
+
+def test_a_repeat_never_gives_back_a_state_another_request_used(
+    kv: Any, unit: Any, vercel: FakeVercel
+) -> None:
+    state, nonce = begin(unit)
+    run(unit, vercel, code="code0", state=state, nonce=nonce)  # uses the state
+    hold_code(unit[0], "code1", done_mark(CFG))
+    result, _inst = run(unit, vercel, code="code1", state=state, nonce=nonce)  # a repeat
+    assert result.already_installed
+    with pytest.raises(InstallError) as caught:
+        run(unit, vercel, code="code2", state=state, nonce=nonce)
+    assert caught.value.message == "This install link has expired or was already used."

@@ -230,3 +230,39 @@ def test_an_old_record_without_watermarks_reads_as_zero_and_updates(store: Store
     assert got is not None
     assert (got.owner_at, got.scopes_at, got.projects_at) == (0, 0, 0)
     assert store.set_status(CFG, "paused", "x") is not None
+
+
+def test_an_update_can_mark_work_pending_in_the_same_write(store: Store) -> None:
+    store.save_installation(installation(store), pending=False)
+    store.update_installation(CFG, lambda i: i.model_copy(update={"scopes": ["y"]}), pending=True)
+    assert store.is_pending(CFG)
+    assert store.get_installation(CFG).scopes == ["y"]  # type: ignore[union-attr]
+
+
+def test_an_update_of_a_missing_or_damaged_record_names_it(store: Store) -> None:
+    from lib.kv.records import StoreError
+
+    store.kv.call("SET", store.key("inst", "icfg_x"), "{}")
+    with pytest.raises(StoreError, match="icfg_x"):
+        store.update_installation("icfg_x", lambda i: i)
+    store.save_installation(installation(store), pending=False)
+    store.delete_installation(CFG, ["team_1"])
+    with pytest.raises(Gone) as gone:
+        store.update_installation(CFG, lambda i: i)
+    assert gone.value.configuration_id == CFG
+
+
+def test_an_installation_record_that_kept_changing_gives_up_saying_so(store: Store) -> None:
+    store.save_installation(installation(store), pending=False)
+
+    def meddle(inst: Installation) -> Installation:
+        store.kv.call(
+            "SET",
+            store.key("inst", CFG),
+            inst.model_copy(update={"source": "x" + (inst.source or "")}).model_dump_json(),
+        )
+        return inst.model_copy(update={"scopes": ["x"]})
+
+    with pytest.raises(Contended) as caught:
+        store.update_installation(CFG, meddle)
+    assert str(caught.value) == "the installation record kept changing under this write"

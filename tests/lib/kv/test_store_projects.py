@@ -109,3 +109,59 @@ def test_the_bytes_read_are_no_part_of_the_record(store: Store) -> None:
     read = store.get_projects(CFG)["prj_1"]
     assert read.stored is not None
     assert read == ProjectRecord.model_validate_json(read.stored)  # which has none
+
+
+def test_a_record_forgotten_meanwhile_is_written_afresh(store: Store) -> None:
+    """The run read a record; the project was forgotten before it wrote: the compare
+    fails, and the write goes over nothing (no merge with a record that is not there)."""
+    assert store.record_project(CFG, _record("old"), None)
+    previous = store.get_projects(CFG)["prj_1"]
+    store.forget_project(CFG, "prj_1")
+    assert store.record_project(CFG, _record("new"), previous)
+    assert store.get_projects(CFG)["prj_1"].env == _record("new").env
+    assert not store.is_pending(CFG)
+
+
+def test_slots_only_the_other_run_recorded_are_kept(store: Store) -> None:
+    theirs = ProjectRecord(project_id="prj_1", env={"THEIRS||0": {"id": "env_9", "fp": "t"}})
+    assert store.record_project(CFG, theirs, None)
+    ours = ProjectRecord(project_id="prj_1", env={"OURS||0": {"id": "env_8"}})
+    assert store.record_project(CFG, ours, None)
+    assert store.get_projects(CFG)["prj_1"].env == {
+        "THEIRS||0": {"id": "env_9", "fp": "t"},
+        "OURS||0": {"id": "env_8"},
+    }
+
+
+def test_two_vars_for_one_slot_without_fingerprints_merge_to_ours(store: Store) -> None:
+    assert store.record_project(
+        CFG, ProjectRecord(project_id="prj_1", env={"S||0": {"id": "a"}}), None
+    )
+    ours = ProjectRecord(project_id="prj_1", env={"S||0": {"id": "b"}})
+    assert store.record_project(CFG, ours, None)  # no fingerprint was dropped
+    assert store.get_projects(CFG)["prj_1"].env == {"S||0": {"id": "b"}}
+    assert not store.is_pending(CFG)
+
+
+def test_a_record_that_kept_changing_gives_up_saying_so(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lib.kv.store import CAS_ATTEMPTS, Contended
+
+    real = store.kv.call
+    reads: list[object] = []
+
+    def meddling(*args: Any, **kwargs: Any) -> Any:
+        got = real(*args, **kwargs)
+        if args[0] == "HGET":  # another run writes between each read and our write
+            reads.append(args)
+            other = {"project_id": "prj_1", "removed_at": float(len(reads))}
+            real("HSET", store.key("projects", CFG), "prj_1", json.dumps(other))
+        return got
+
+    monkeypatch.setattr(store.kv, "call", meddling)
+    assert store.record_project(CFG, _record("a"), None)
+    with pytest.raises(Contended) as caught:
+        store.record_project(CFG, _record("b"), None)
+    assert str(caught.value) == "the project record kept changing under this write"
+    assert len(reads) == CAS_ATTEMPTS
