@@ -39,6 +39,7 @@ from tests.lib.test_install import (
 # The fixtures of tests/lib/test_install.py, used here under the same names.
 unit = base.unit
 vercel = base.vercel
+offline_settings = base.offline_settings
 
 LOGGER = "integration.install"
 
@@ -685,3 +686,65 @@ def test_a_repeat_never_gives_back_a_state_another_request_used(
     with pytest.raises(InstallError) as caught:
         run(unit, vercel, code="code2", state=state, nonce=nonce)
     assert caught.value.message == "This install link has expired or was already used."
+
+
+# ------------------------------------------------------------------- the link's words
+
+
+@pytest.mark.parametrize(
+    ("changes", "parameter", "problem"),
+    [
+        ({"code": "a b"}, "code", "not valid"),
+        ({"code": "<drop>"}, "code", "missing"),
+        ({"teamId": ["team_a", "team_b"]}, "teamId", "given twice"),
+        ({"configurationId": "icfg_short"}, "configurationId", "not valid"),
+    ],
+)
+def test_a_refused_link_names_the_parameter_in_the_log_and_words_on_the_page(
+    offline_settings: Any,
+    caplog: pytest.LogCaptureFixture,
+    changes: dict[str, Any],
+    parameter: str,
+    problem: str,
+) -> None:
+    with caplog.at_level(logging.INFO, logger=LOGGER), pytest.raises(InstallError) as caught:
+        install.parse_callback(base._query(**changes), offline_settings)
+    (record,) = records(caplog, "callback link refused")
+    assert (record.parameter, record.problem) == (parameter, problem)  # type: ignore[attr-defined]
+    # The page speaks words, not parameter names.
+    words = {"code": "install code", "teamId": "team", "configurationId": "configuration"}
+    assert caught.value.message == (
+        f"This install link is incomplete or damaged: its {words[parameter]} is {problem}."
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "host"),
+    [
+        ("https://evil.example/x", "evil.example"),
+        ("https://[::1/x", "?"),  # unparsable: no host to name
+        ("https://" + "h" * 150 + ".example/", "h" * 100),
+    ],
+)
+def test_a_refused_next_is_logged_by_host_and_length(
+    offline_settings: Any, caplog: pytest.LogCaptureFixture, value: str, host: str
+) -> None:
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        params = install.parse_callback(base._query(next=value), offline_settings)
+    assert params.next is None
+    (record,) = records(caplog, "next refused: the install popup will not close by itself")
+    assert record.levelno == logging.WARNING
+    assert (record.next_host, record.next_length) == (host, len(value))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("error", "logged"), [("access_denied", "access_denied"), ("<x>", "?")])
+def test_a_cancelled_install_is_logged_by_its_code_only(
+    offline_settings: Any, caplog: pytest.LogCaptureFixture, error: str, logged: str
+) -> None:
+    query = {"error": [error], "error_description": ["free text"], "next": ["https://vercel.com/b"]}
+    with caplog.at_level(logging.INFO, logger=LOGGER), pytest.raises(InstallError) as caught:
+        install.parse_callback(query, offline_settings)
+    assert (caught.value.kind, caught.value.next) == ("cancelled", "https://vercel.com/b")
+    assert caught.value.message == "The install was cancelled on Vercel. Nothing was installed."
+    (record,) = records(caplog, "install cancelled on Vercel")
+    assert record.error == logged  # type: ignore[attr-defined]
