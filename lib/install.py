@@ -274,12 +274,12 @@ def _checked_next(value: str | None, settings: Settings) -> str | None:
     checked = safe_next(value, settings.dashboard_url)
     if value and checked is None:
         try:
-            host = urlsplit(value).hostname
+            host = urlsplit(value).hostname or "?"
         except ValueError:
-            host = None
+            host = "?"
         log.warning(
             "next refused: the install popup will not close by itself",
-            extra={"next_host": (host or "?")[:100], "next_length": len(value)},
+            extra={"next_host": host[:100], "next_length": len(value)},
         )
     return checked
 

@@ -348,8 +348,9 @@ def test_a_state_presented_without_its_browsers_cookie_is_refused_in_words(
     _other_state, other = begin(unit)
     with pytest.raises(InstallError) as caught:
         run(unit, vercel, state=state, nonce=other)
-    assert (caught.value.status, caught.value.message) == (
+    assert (caught.value.status, caught.value.kind, caught.value.message) == (
         400,
+        "bad_state",
         "This install was started in another browser.",
     )
     assert vercel.exchanges == 0
@@ -723,6 +724,7 @@ def test_a_refused_link_names_the_parameter_in_the_log_and_words_on_the_page(
     [
         ("https://evil.example/x", "evil.example"),
         ("https://[::1/x", "?"),  # unparsable: no host to name
+        ("vercel.com/x", "?"),  # no scheme: no host either
         ("https://" + "h" * 150 + ".example/", "h" * 100),
     ],
 )

@@ -22,16 +22,18 @@ CFG = "icfg_1"
 
 
 class LosesAnswers(httpx.BaseTransport):
-    """Forwards every request; the next `lose` answers are read and then dropped."""
+    """Forwards every request; the next `lose` answers (of requests whose body contains
+    `only`, when set) are read and then dropped."""
 
     def __init__(self) -> None:
         self._inner = httpx.HTTPTransport()
         self.lose = 0
+        self.only: bytes | None = None
         self.lost = 0
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self._inner.handle_request(request)
-        if self.lose:
+        if self.lose and (self.only is None or self.only in request.content):
             response.read()
             response.close()
             self.lose -= 1
@@ -63,6 +65,7 @@ def installed(store: Store, cfg: str = CFG) -> Installation:
     )
     store.save_installation(inst, secrets={"s": "secret-1"}, pending=True)
     store.put_project(cfg, ProjectRecord(project_id="prj_1"))
+    store.claim_event("evt_held", configuration_id=cfg, owner_id=None)  # a lease to give back
     return inst
 
 
@@ -121,11 +124,8 @@ OPERATIONS: dict[str, tuple[Callable[[Store], object], Callable[[Store], object]
     ),
     "claim_event+settle_event": (_claimed_and_settled, lambda s: None),
     "release_event": (
-        lambda s: (
-            s.claim_event("evt_2", configuration_id=CFG, owner_id=None).status,
-            s.release_event("evt_2"),
-        ),
-        lambda s: s.claim_event("evt_2", configuration_id=CFG, owner_id=None).status,
+        lambda s: s.release_event("evt_held"),
+        lambda s: s.claim_event("evt_held", configuration_id=CFG, owner_id=None).status,
     ),
 }
 
@@ -157,3 +157,14 @@ def test_a_claim_whose_answer_was_lost_is_still_ours(store: Store, wire: LosesAn
     assert wire.lost == 1
     assert claim.status == "ours"
     assert [s.installation.configuration_id for s in store.event_installations(claim)] == [CFG]
+
+
+def test_a_merge_whose_read_was_lost_still_merges(store: Store, wire: LosesAnswers) -> None:
+    """Two runs recorded the same project: the loser reads the winner's record to merge
+    with it, and that read's answer is lost."""
+    installed(store)
+    ours = ProjectRecord(project_id="prj_1", env={"A||0": {"id": "env_a", "fp": "1"}})
+    wire.lose, wire.only = 1, b'"HGET"'
+    assert store.record_project(CFG, ours, None)  # it read none; prj_1 was recorded
+    assert wire.lost == 1
+    assert store.get_projects(CFG)["prj_1"].env == {"A||0": {"id": "env_a", "fp": "1"}}

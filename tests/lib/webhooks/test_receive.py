@@ -586,26 +586,31 @@ def test_a_handled_event_is_logged_with_its_type_and_outcome(
     assert (line.type, line.event_id, line.outcome) == ("project.created", "evt_1", "applied")  # type: ignore[attr-defined]
 
 
-def test_a_handler_stopped_by_an_uninstall_says_so_and_acknowledges(
+def test_a_handler_stopped_by_an_uninstall_says_so_and_goes_on(
     services: Services,
     store: Store,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """One of the owner's installations is uninstalled mid-handler: the others still get
+    the event."""
     installed(store)
     installed(store, "icfg_2")
+    seen: list[str] = []
 
     def stopped(event: Event, target: Target | None, svc: Services, d: Deadline) -> Outcome:
         assert target is not None
+        seen.append(target.installation.configuration_id)
         if target.installation.configuration_id == "icfg_1":
             store.delete_installation("icfg_1", ["team_1"])
             raise Gone("icfg_1")
-        return "ignored"
+        return "applied"
 
     monkeypatch.setitem(HANDLERS, "project.created", stopped)
     with caplog.at_level(logging.INFO, logger="integration.webhook"):
         reply = deliver(services, body(team={"id": "team_1"}))
-    assert (reply.status, reply.body) == (200, {"status": "ignored"})
+    assert seen == ["icfg_1", "icfg_2"]
+    assert (reply.status, reply.body) == (200, {"status": "applied"})
     (line,) = [r for r in caplog.records if r.getMessage() == "installation uninstalled meanwhile"]
     assert line.event_id == "evt_1"  # type: ignore[attr-defined]
     assert store.get_installation("icfg_2") is not None
