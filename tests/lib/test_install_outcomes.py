@@ -750,3 +750,59 @@ def test_a_cancelled_install_is_logged_by_its_code_only(
     assert caught.value.message == "The install was cancelled on Vercel. Nothing was installed."
     (record,) = records(caplog, "install cancelled on Vercel")
     assert record.error == logged  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------ an uninstall in the way
+
+REMOVED = (
+    410,
+    "removed",
+    "This installation was removed from Vercel. Install the integration again.",
+)
+
+
+def test_a_link_of_an_uninstalled_installation_never_spends_its_code(
+    kv: Any, unit: Any, vercel: FakeVercel
+) -> None:
+    store = unit[0]
+    run(unit, vercel, code="code1")
+    store.delete_installation(CFG, [TEAM])
+    with pytest.raises(InstallError) as caught:
+        run(unit, vercel, code="code2")
+    assert (caught.value.status, caught.value.kind, caught.value.message) == REMOVED
+    assert caught.value.next == "https://vercel.com/next"
+    assert vercel.exchanges == 1
+    assert store.get_installation(CFG) is None
+
+
+def test_an_uninstall_landing_during_the_exchange_wins(
+    kv: Any, unit: Any, vercel: FakeVercel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = unit[0]
+    real = vercel.handler
+
+    def uninstalled_meanwhile(request: httpx.Request) -> httpx.Response:
+        if "/integrations/configuration/" in request.url.path:
+            store.delete_installation(CFG, [TEAM])  # the removed event lands now
+        return real(request)
+
+    monkeypatch.setattr(vercel, "handler", uninstalled_meanwhile)
+    with pytest.raises(InstallError) as caught:
+        run(unit, vercel)
+    assert (caught.value.status, caught.value.kind, caught.value.message) == REMOVED
+    assert caught.value.next == "https://vercel.com/next"
+    assert store.get_installation(CFG) is None
+    assert store.all_installations() == []
+
+
+def test_a_repeat_of_a_link_uninstalled_since_says_it_was_removed(
+    kv: Any, unit: Any, vercel: FakeVercel
+) -> None:
+    store = unit[0]
+    run(unit, vercel, code="code1")
+    store.delete_installation(CFG, [TEAM])
+    with pytest.raises(InstallError) as caught:
+        run(unit, vercel, code="code1")  # the reload of the finished link
+    assert (caught.value.status, caught.value.kind, caught.value.message) == REMOVED
+    assert caught.value.next == "https://vercel.com/next"
+    assert vercel.exchanges == 1
