@@ -238,6 +238,21 @@ def test_a_link_without_configuration_id_is_completed_on_the_tokens_word(
     )
     assert record.configuration_id == CFG  # type: ignore[attr-defined]
     assert store.get_installation(CFG) is not None
+    assert store.pending() == [CFG]
+    # Its reload: done, without a second exchange (the id is not known from the code's
+    # mark, which holds only a digest of it).
+    again = complete_install(
+        params,
+        store=store,
+        settings=settings_,
+        spec=spec,
+        nonce=nonce,
+        deadline=Deadline(10),
+        transport=httpx.MockTransport(vercel.handler),
+    )
+    assert (again.result.configuration_id, again.result.already_installed) == (None, True)
+    assert again.installation is None
+    assert vercel.exchanges == 1
 
 
 def test_an_audit_line_names_install_and_reinstall(
