@@ -55,6 +55,8 @@ ACCEPTED = [
     "https://vercel.com?a=b",
     "https://vercel.com#@evil.com",
     "https://vercel.com/..;@evil.com",
+    "https://vercel.com/!",  # "!" is the lowest printable character a URL may carry
+    "https://vercel.com/" + "a" * (2048 - len("https://vercel.com/")),  # the longest taken
 ]
 
 REFUSED = [
@@ -132,6 +134,7 @@ REFUSED = [
     "https://vercel.com/`x`",
     "https://vercel.com/{x}",
     "https://vercel.com/" + "a" * 2100,
+    "https://vercel.com/" + "a" * (2049 - len("https://vercel.com/")),  # one too long
 ]
 
 
