@@ -664,9 +664,6 @@ def _store(
             build,
             configuration_id=cfg,
             secrets=spec.mint_secrets(),
-            # Pending until the callback's provisioning finishes, so the sweep resumes
-            # an interrupted one (issue 11, invariant 6).
-            pending=True,
         )
     except Gone:
         raise _removed() from None  # the uninstall landed during the exchange

@@ -586,13 +586,8 @@ class Store:
 
     # -- unfinished work -------------------------------------------------------------------
 
-    def _pending_write(self, configuration_id: str, when: float | None = None) -> _Cmd:
-        return [
-            "ZADD",
-            self.key("pending"),
-            time.time() if when is None else when,
-            configuration_id,
-        ]
+    def _pending_write(self, configuration_id: str) -> _Cmd:
+        return ["ZADD", self.key("pending"), time.time(), configuration_id]
 
     def mark_pending(self, configuration_id: str) -> None:
         """Mark a stored installation's work unfinished (raises `Gone` unless stored)."""
@@ -782,13 +777,12 @@ class Store:
         *,
         configuration_id: str,
         secrets: Mapping[str, str],
-        pending: bool,
     ) -> tuple[Installation | None, Installation | None]:
         """Store a new or refreshed installation in one guarded script: the record `build`
         makes from the one stored, its indexes (it leaves the index of the owner stored
         until now, when that changes), the secrets it lacks, the pending mark and the
-        code's "done" mark. A new installation (none stored) is always stored pending, so
-        the sweep provisions it whichever flow brought it.
+        code's "done" mark. Always stored pending (issue 11, invariant 6): the callback's
+        provisioning clears the mark, and the sweep finishes an interrupted one.
 
         No lost update: the script compares the stored record with the bytes read at the
         claim (as `update_installation` does), so a webhook that moved or rescoped the
@@ -818,8 +812,7 @@ class Store:
             writes += self._secret_writes(cfg, secrets, only_new=True)
             if before is not None and before.owner_id != after.owner_id:
                 writes.append(["SREM", self.key("owner", before.owner_id), cfg])
-            if pending or before is None:
-                writes.append(self._pending_write(cfg, after.updated_at))
+            writes.append(self._pending_write(cfg))
             writes.append(["SET", claim._code_key, _code_done(cfg), "EX", CODE_DONE_TTL_S])
             if self._guarded(cfg, writes, mode="cas", expected=raw or ""):
                 return before, after

@@ -821,3 +821,43 @@ def test_a_repeat_of_a_link_uninstalled_since_says_it_was_removed(
     assert (caught.value.status, caught.value.kind, caught.value.message) == REMOVED
     assert caught.value.next == "https://vercel.com/next"
     assert vercel.exchanges == 1
+
+
+def test_a_reinstall_through_a_link_without_configuration_id_is_a_reinstall(
+    kv: Any, unit: Any, vercel: FakeVercel
+) -> None:
+    store, settings_, spec = unit
+    run(unit, vercel, code="code1")
+    created = store.get_installation(CFG)
+    assert created is not None
+    state, nonce = begin(unit)
+    kv.gateway.reset_stats()
+    outcome = complete_install(
+        CallbackParams("code2", None, TEAM, None, None, state),
+        store=store,
+        settings=settings_,
+        spec=spec,
+        nonce=nonce,
+        deadline=Deadline(10),
+        transport=httpx.MockTransport(vercel.handler),
+    )
+    assert kv.gateway.stats()["requests"] == 3  # claim, read under the token's id, write
+    assert (outcome.result.configuration_id, outcome.result.already_installed) == (CFG, True)
+    again = store.get_installation(CFG)
+    assert again is not None
+    assert again.created_at == created.created_at
+    assert store.token(again) == vercel.issued[1]
+
+
+def test_a_reinstall_costs_two_kv_round_trips_and_is_pending_again(
+    kv: Any, unit: Any, vercel: FakeVercel
+) -> None:
+    store = unit[0]
+    run(unit, vercel, code="code1")
+    store.clear_pending(CFG, started=time.time() + 1)
+    kv.gateway.reset_stats()
+    result, inst = run(unit, vercel, code="code2")
+    assert kv.gateway.stats()["requests"] == 2
+    assert result.already_installed
+    assert inst is not None
+    assert store.pending() == [CFG]

@@ -356,9 +356,7 @@ def test_writes_keep_the_stored_form(store: Store) -> None:
     assert raw("GET", code_key) == "pending"
     assert raw("GET", state_key) == "used"
     assert 590 < raw("TTL", state_key) <= 600
-    store.complete_install(
-        claim2, lambda _: inst, configuration_id="icfg_1", secrets={}, pending=True
-    )
+    store.complete_install(claim2, lambda _: inst, configuration_id="icfg_1", secrets={})
     assert raw("GET", code_key) == "done:" + hashlib.sha256(b"icfg_1").hexdigest()[:24]
     assert 29 * 60 < raw("TTL", code_key) <= 30 * 60
     assert raw("ZSCORE", "t:pending", "icfg_1") is not None

@@ -266,3 +266,87 @@ def test_an_installation_record_that_kept_changing_gives_up_saying_so(store: Sto
     with pytest.raises(Contended) as caught:
         store.update_installation(CFG, meddle)
     assert str(caught.value) == "the installation record kept changing under this write"
+
+
+# -- the callback's write (Store.complete_install) ---------------------------------------
+
+
+def test_an_install_merges_with_a_change_made_after_its_claim(store: Store, kv) -> None:
+    """A transfer lands between the claim (which read the record) and the install's
+    write: the write's compare fails, the record is read again and the install merges
+    with the transfer instead of overwriting it."""
+    store.save_installation(installation(store), pending=False)
+    claim = store.claim_install("code-1", CFG, None)
+    store.update_installation(CFG, lambda i: i.model_copy(update={"owner_id": "team_2"}))
+    seen: list[str | None] = []
+
+    def build(stored: Installation | None) -> Installation:
+        seen.append(stored.owner_id if stored else None)
+        assert stored is not None
+        return stored.model_copy(update={"scopes": ["read:project", "read-write:env"]})
+
+    kv.gateway.reset_stats()
+    before, _after = store.complete_install(claim, build, configuration_id=CFG, secrets={})
+    assert kv.gateway.stats()["requests"] == 3  # the lost write, a read, the write
+    assert seen == ["team_1", "team_2"]
+    assert before is not None
+    assert before.owner_id == "team_2"
+    now = store.get_installation(CFG)
+    assert now is not None
+    assert (now.owner_id, now.scopes) == ("team_2", ["read:project", "read-write:env"])
+
+
+def test_a_reinstall_is_one_write_and_is_pending_again(store: Store, kv) -> None:
+    store.save_installation(installation(store), pending=False)
+    claim = store.claim_install("code-2", CFG, None)
+    kv.gateway.reset_stats()
+    before, after = store.complete_install(
+        claim, lambda s: s, configuration_id=CFG, secrets={"k": "v"}
+    )
+    assert kv.gateway.stats()["requests"] == 1
+    assert before is not None
+    assert after is not None
+    assert store.pending() == [CFG]
+    assert store.get_secrets(CFG) == {"k": "v"}
+
+
+def test_an_install_under_another_id_reads_the_record_it_completes(store: Store) -> None:
+    """A link without configurationId claims under a placeholder: the record of the id
+    the token names is read before the write, not taken as absent."""
+    store.save_installation(installation(store), pending=False)
+    claim = store.claim_install("code-3", "icfg_-unnamed", None)
+    seen: list[str | None] = []
+
+    def build(stored: Installation | None) -> Installation:
+        seen.append(stored.configuration_id if stored else None)
+        return stored or installation(store)
+
+    store.complete_install(claim, build, configuration_id=CFG, secrets={})
+    assert seen == [CFG]
+
+
+def test_an_install_that_kept_losing_gives_up_saying_so(store: Store) -> None:
+    store.save_installation(installation(store), pending=False)
+    claim = store.claim_install("code-4", CFG, None)
+
+    def build(stored: Installation | None) -> Installation:
+        assert stored is not None
+        store.kv.call(  # another writer, every time
+            "SET",
+            store.key("inst", CFG),
+            stored.model_copy(update={"source": "x" + (stored.source or "")}).model_dump_json(),
+        )
+        return stored.model_copy(update={"scopes": ["z"]})
+
+    with pytest.raises(Contended) as caught:
+        store.complete_install(claim, build, configuration_id=CFG, secrets={})
+    assert str(caught.value) == "the installation record kept changing under this install"
+
+
+def test_an_install_refused_by_its_builder_writes_nothing(store: Store, kv) -> None:
+    store.save_installation(installation(store), pending=False)
+    claim = store.claim_install("code-5", CFG, None)
+    before = everything(kv)
+    got = store.complete_install(claim, lambda s: None, configuration_id=CFG, secrets={"k": "v"})
+    assert got[1] is None
+    assert everything(kv) == before

@@ -54,7 +54,7 @@ def test_a_used_code_is_remembered_as_long_as_vercel_could_accept_it(store: Stor
         user_id="user_1",
         sealed_token=store.seal_token(cfg, "vca_token"),
     )
-    store.complete_install(claim, lambda _: inst, configuration_id=cfg, secrets={}, pending=True)
+    store.complete_install(claim, lambda _: inst, configuration_id=cfg, secrets={})
     code_key = next(k for k in store.kv.call("KEYS", "w:code:*"))
     assert _ttl(store, code_key) >= VERCEL_CODE_VALIDITY_S - 5
     assert store.claim_install("code-1", cfg, None).peer == "done"
