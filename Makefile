@@ -76,4 +76,4 @@ soak: venv
 mutation: venv
 	@rm -rf mutants
 	@$(PY) -m mutmut run --max-children 2
-	@$(PY) -m mutmut results
+	@$(PY) -m dev.mutation_report

@@ -55,7 +55,7 @@ import json
 import re
 import secrets
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -646,7 +646,6 @@ def _store(
             "callback without configurationId: the token's installation is used",
             extra={"configuration_id": cfg},
         )
-        params = replace(params, configuration_id=cfg)
     access = token.access_token.get_secret_value()
     register_secret(access)
     read_at = time.time()
@@ -819,7 +818,8 @@ def _installation(
     webhook got in first). The fresh token, and each fact from this install unless the
     stored one is newer, by the watermark rule the webhooks apply (`lib.webhooks.handlers`):
     the owner is the token's as of its exchange, scopes and projects Vercel's answer as of
-    `read_at` (no answer: what we knew). Sync and rotation history is kept."""
+    `read_at` (no answer: what we knew). Sync and rotation history is kept; the status
+    is not (the model's default, active: a fresh token mends a broken or paused one)."""
     facts: dict[str, Any] = {}
     if stored is not None:
         facts = stored.model_dump(
@@ -846,7 +846,6 @@ def _installation(
             "configuration_id": token.installation_id,
             "user_id": token.user_id,
             "sealed_token": sealed_token,
-            "status": "active",
             "updated_at": now,
         }
     )

@@ -197,7 +197,7 @@ def test_safe_next_never_leaves_the_origin(prefix: str, rest: str) -> None:
     assert tail == "" or tail[0] in "/?#"
     assert all(33 <= ord(c) <= 126 for c in got)
     assert "\\" not in got
-    assert urlsplit(got).hostname == "vercel.com"
+    assert urlsplit(got).hostname == origin.removeprefix("https://")
 
 
 # -------------------------------------------------------------------- parse_callback
@@ -344,6 +344,7 @@ class FakeVercel:
         self.oauth_status = 200
         self.oauth_error: dict[str, Any] = {"error": "server_error"}
         self.configuration_status = 200
+        self.configuration_teams: list[str | None] = []
         self.issued: list[str] = []
 
     def handler(self, request: httpx.Request) -> httpx.Response:
@@ -364,6 +365,7 @@ class FakeVercel:
                 },
             )
         if request.url.path == f"/v1/integrations/configuration/{CFG}":
+            self.configuration_teams.append(request.url.params.get("teamId"))
             if self.configuration_status != 200:
                 return httpx.Response(self.configuration_status, json={"error": {"code": "x"}})
             return httpx.Response(

@@ -631,3 +631,115 @@ def test_an_uninstall_that_asks_for_a_retry_is_redelivered(
     raw = body("integration-configuration.removed", configuration={"id": "icfg_1"})
     reply = deliver(services, raw)
     assert (reply.status, reply.body) == (503, {"status": "retry"})
+
+
+def test_a_handler_gets_the_event_as_it_was_delivered(
+    services: Services, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installed(store)
+    got: list[Event] = []
+
+    def keep(event: Event, target: Target | None, svc: Services, d: Deadline) -> Outcome:
+        got.append(event)
+        return "applied"
+
+    monkeypatch.setitem(HANDLERS, "integration-configuration.permission-upgraded", keep)
+    created = int(time.time() * 1000)
+    raw = {
+        "id": "evt_p",
+        "type": "integration-configuration-permission-updated",  # the legacy name
+        "createdAt": created,
+        "payload": {"configuration": {"id": "icfg_1"}, "team": {"id": "team_1"}, "x": [1]},
+    }
+    assert deliver(services, json.dumps(raw).encode()).status == 200
+    (event,) = got
+    assert (event.id, event.type) == ("evt_p", "integration-configuration.permission-upgraded")
+    assert event.created_at == created
+    assert (event.configuration_id, event.owner_id) == ("icfg_1", "team_1")
+    assert event.payload == raw["payload"]
+
+
+def test_every_line_written_for_an_event_names_it_and_its_installation(
+    services: Services,
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lib.log import get_logger
+
+    configure()
+    installed(store)
+
+    def chatty(event: Event, target: Target | None, svc: Services, d: Deadline) -> Outcome:
+        get_logger("handlers").warning("working on it")
+        return "applied"
+
+    monkeypatch.setitem(HANDLERS, "project.created", chatty)
+    capsys.readouterr()
+    deliver(services, body(configuration={"id": "icfg_1"}, team={"id": "team_1"}))
+    get_logger("handlers").warning("after the event")
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x[:1] == "{"]
+    (working,) = [x for x in lines if x["msg"] == "working on it"]
+    assert (working["event_id"], working["configuration_id"], working["owner_id"]) == (
+        "evt_1",
+        "icfg_1",
+        "team_1",
+    )
+    (after,) = [x for x in lines if x["msg"] == "after the event"]
+    assert "event_id" not in after  # the binding ends with the event
+
+
+def test_an_event_type_we_do_not_handle_is_noted_at_debug(
+    services: Services, handler: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="integration.webhook"):
+        deliver(services, body("deployment.created", event_id="evt_d", team={"id": "team_1"}))
+    (line,) = [r for r in caplog.records if r.getMessage() == "event ignored"]
+    assert (line.type, line.event_id) == ("deployment.created", "evt_d")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("ahead_s", "logged"), [(300, False), (301, True)])
+def test_a_clock_more_than_five_minutes_ahead_is_logged_by_how_far(
+    services: Services,
+    handler: Recorder,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    ahead_s: int,
+    logged: bool,
+) -> None:
+    installed(services.store)
+    now = float(int(time.time()))
+    raw = json.dumps(
+        {
+            "id": "evt_skew",
+            "type": "project.created",
+            "createdAt": int((now + ahead_s) * 1000),
+            "payload": {"team": {"id": "team_1"}},
+        }
+    ).encode()
+    monkeypatch.setattr(time, "time", lambda: now)
+    with caplog.at_level(logging.INFO, logger="integration.webhook"):
+        assert deliver(services, raw).status == 200
+    monkeypatch.undo()
+    skew = [
+        r for r in caplog.records if r.getMessage() == "event created in the future (clock skew)"
+    ]
+    assert len(skew) == logged
+    if logged:
+        assert (skew[0].event_id, skew[0].type, skew[0].ahead_s) == (  # type: ignore[attr-defined]
+            "evt_skew",
+            "project.created",
+            ahead_s,
+        )
+
+
+def test_kv_trouble_is_logged_with_the_event_and_the_failure(
+    services: Services, handler: Recorder, kv: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    kv.gateway.set_faults(error_rate=1.0)
+    with caplog.at_level(logging.INFO, logger="integration.webhook"):
+        reply = deliver(services, body(event_id="evt_kv", team={"id": "team_1"}))
+    assert reply.status == 503
+    (line,) = [r for r in caplog.records if r.getMessage() == "event deferred: KV unavailable"]
+    assert line.event_id == "evt_kv"  # type: ignore[attr-defined]
+    assert "KV store unavailable" in line.error  # type: ignore[attr-defined]
