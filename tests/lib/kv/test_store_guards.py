@@ -249,7 +249,30 @@ def test_an_update_of_a_missing_or_damaged_record_names_it(store: Store) -> None
     store.delete_installation(CFG, ["team_1"])
     with pytest.raises(Gone) as gone:
         store.update_installation(CFG, lambda i: i)
-    assert gone.value.configuration_id == CFG
+    assert (gone.value.configuration_id, gone.value.why) == (CFG, "gone")
+
+
+def test_an_install_completed_after_an_uninstall_writes_nothing(store: Store, kv) -> None:
+    claim = store.claim_install("code-g", "icfg_-unnamed", None)
+    store.delete_installation(CFG, ["team_1"])
+    before = everything(kv)
+    with pytest.raises(Gone) as gone:
+        store.complete_install(
+            claim, lambda s: installation(store), configuration_id=CFG, secrets={"k": "v"}
+        )
+    assert (gone.value.configuration_id, gone.value.why) == (CFG, "gone")
+    assert everything(kv) == before
+
+
+def test_a_damaged_record_under_a_claim_is_named(store: Store) -> None:
+    from lib.kv.records import StoreError
+
+    store.kv.call("SET", store.key("inst", CFG), '{"configuration_id": 1}')
+    claim = store.claim_install("code-d", CFG, None)
+    with pytest.raises(StoreError, match=CFG):
+        store.claimed_installation(claim)
+    with pytest.raises(StoreError, match=CFG):
+        store.complete_install(claim, lambda s: s, configuration_id=CFG, secrets={})
 
 
 def test_an_installation_record_that_kept_changing_gives_up_saying_so(store: Store) -> None:

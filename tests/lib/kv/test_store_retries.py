@@ -168,3 +168,38 @@ def test_a_merge_whose_read_was_lost_still_merges(store: Store, wire: LosesAnswe
     assert store.record_project(CFG, ours, None)  # it read none; prj_1 was recorded
     assert wire.lost == 1
     assert store.get_projects(CFG)["prj_1"].env == {"A||0": {"id": "env_a", "fp": "1"}}
+
+
+def test_a_settled_event_whose_answer_was_lost_is_still_done(
+    store: Store, wire: LosesAnswers
+) -> None:
+    installed(store)
+    store.claim_event("evt_s", configuration_id=CFG, owner_id=None)
+    wire.lose, wire.only = 1, b'"done"'
+    assert store.settle_event("evt_s", done=True, still_installed=[CFG]) == [True]
+    assert wire.lost == 1
+    assert store.claim_event("evt_s", configuration_id=CFG, owner_id=None).status == "done"
+
+
+def test_a_peer_looking_at_a_code_survives_a_lost_answer(store: Store, wire: LosesAnswers) -> None:
+    installed(store)
+    store.claim_install("code-p", CFG, None)
+    peer = store.claim_install("code-p", CFG, None)
+    assert not peer.ours
+    wire.lose = 1
+    assert store.install_progress(peer) == "pending"
+    assert wire.lost == 1
+
+
+def test_a_claim_given_back_over_a_lost_answer_is_given_back(
+    store: Store, wire: LosesAnswers
+) -> None:
+    """The give-back runs on the way out of a failure, where a KV error is swallowed: it
+    must not be lost to a dropped answer, or the reload finds the code still "pending"."""
+    installed(store)
+    claim = store.claim_install("code-u", CFG, "v1.state-u", 60)
+    wire.lose = 1
+    store.undo_install_claim(claim, release_code=True, restore_state=True)
+    assert wire.lost == 1
+    again = store.claim_install("code-u", CFG, "v1.state-u", 60)
+    assert (again.ours, again.state_fresh) == (True, True)
