@@ -230,7 +230,13 @@ def _run(event: Event, targets: list[Target], services: Services, deadline: Dead
             result = handler(event, target, services, deadline)
         except Gone:
             # Uninstalled while the handler worked: it wrote nothing after that.
-            log.info("installation uninstalled meanwhile", extra={"event_id": event.id})
+            log.info(
+                "installation uninstalled meanwhile",
+                extra={
+                    "event_id": event.id,
+                    "configuration_id": target.installation.configuration_id,
+                },
+            )
             continue
         if "retry" in (outcome, result):
             outcome = "retry"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -352,7 +353,8 @@ class FakeVercel:
             self.exchanges += 1
             if self.oauth_status != 200:
                 return httpx.Response(self.oauth_status, json=self.oauth_error)
-            token = f"tok_{self.exchanges}_secretvalue"
+            # Fresh each run: the log's secret registry lives as long as the process.
+            token = f"tok_{self.exchanges}_{secrets.token_hex(8)}"
             self.issued.append(token)
             return httpx.Response(
                 200,

@@ -1,6 +1,7 @@
 """lib/kv/store.py over the real SDK, the KV gateway and Redis."""
 
 import json
+import secrets
 import threading
 import time
 
@@ -394,7 +395,8 @@ def test_values_sealed_by_another_instance_are_redacted_once_read(store: Store) 
     reading it is what must teach the log to mask it."""
     from lib.log import redact
 
-    token, secret = "vca_sealed_elsewhere_7f3a", "secret-sealed-elsewhere-9c2e"
+    # Fresh values each run: the log's secret registry lives as long as the process.
+    token, secret = f"vca_{secrets.token_hex(8)}", f"secret-{secrets.token_hex(8)}"
     inst = make_installation(store).model_copy(
         update={"sealed_token": _sealed(KEY, token, "token:icfg_1")}
     )
@@ -445,7 +447,7 @@ def test_installations_reads_each_record_with_its_own_pending_mark(store: Store,
     assert store.installations([]) == []
 
 
-def test_an_owner_event_finds_every_installation_of_the_owner(store: Store) -> None:
+def test_an_owner_event_finds_every_installation_of_the_owner(store: Store, kv) -> None:
     for cfg in ("icfg_b", "icfg_a"):
         store.save_installation(make_installation(store, cfg=cfg), pending=False)
     store.mark_pending("icfg_b")
@@ -456,7 +458,9 @@ def test_an_owner_event_finds_every_installation_of_the_owner(store: Store) -> N
         ("icfg_b", True),
     ]
     nobody = store.claim_event("evt_n", configuration_id=None, owner_id="team_nobody")
+    kv.gateway.reset_stats()
     assert store.event_installations(nobody) == []
+    assert kv.gateway.stats()["requests"] == 0  # an owner with no installations: no lookup
 
 
 def test_set_status_writes_only_a_change_and_stamps_it(store: Store) -> None:

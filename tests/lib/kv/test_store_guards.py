@@ -373,3 +373,18 @@ def test_an_install_refused_by_its_builder_writes_nothing(store: Store, kv) -> N
     got = store.complete_install(claim, lambda s: None, configuration_id=CFG, secrets={"k": "v"})
     assert got[1] is None
     assert everything(kv) == before
+
+
+def test_only_a_run_started_after_an_install_clears_its_pending_mark(store: Store) -> None:
+    """The callback provisions once the install is stored: that run clears the mark. A
+    sweep that had started before the install may not have seen it: it leaves the mark."""
+    import time
+
+    store.save_installation(installation(store), pending=False)
+    sweep_started = time.time()
+    claim = store.claim_install("code-t", CFG, None)
+    store.complete_install(claim, lambda s: s, configuration_id=CFG, secrets={})
+    assert not store.clear_pending(CFG, started=sweep_started)
+    assert store.is_pending(CFG)
+    assert store.clear_pending(CFG, started=time.time())
+    assert not store.is_pending(CFG)
