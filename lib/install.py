@@ -340,7 +340,7 @@ def parse_callback(query: dict[str, list[str]], settings: Settings) -> CallbackP
 def _cancelled(query: dict[str, list[str]]) -> InstallError:
     """The person cancelled (or Vercel refused) the install: `error` instead of `code`
     (RFC 6749 §4.1.2.1). Logged by code only: the description is free text."""
-    error = (query.get("error") or [""])[0]
+    error = query["error"][0]  # present: it is why this was called
     log.info(
         "install cancelled on Vercel",
         extra={"error": error if _OAUTH_ERROR.fullmatch(error) else "?"},
@@ -634,7 +634,7 @@ def _store(
     transport: Any,
     *,
     exchanged_at: float,
-    resumed: bool = False,
+    resumed: bool,
 ) -> tuple[Installation, Installation | None] | None:
     """Store what the token bought; returns it and the installation it refreshed. For a
     `resumed` (kept) exchange, None when the stored installation's token is newer: every

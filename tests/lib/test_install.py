@@ -526,6 +526,7 @@ def test_a_peer_finishing_is_awaited_without_exchanging(
     result, inst = run(unit, vercel)
     peer.join()
     assert result.already_installed is True
+    assert (result.configuration_id, result.next) == (CFG, "https://vercel.com/next")
     assert inst is None
     assert vercel.exchanges == 0
 

@@ -6,6 +6,7 @@ the real gateway: the fixtures of tests/lib/test_install.py."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -19,6 +20,7 @@ import lib.install as install
 from lib.crypto import EncryptionKey, Keyring
 from lib.deadline import Deadline
 from lib.install import CallbackParams, InstallError, complete_install
+from lib.kv.client import KVUnavailable
 from lib.kv.records import Installation
 from lib.kv.store import InstallClaim
 from lib.vercel.models import IntegrationConfiguration, OAuthToken
@@ -141,6 +143,7 @@ def test_a_used_code_of_an_installation_we_have_is_a_completed_install(
     with caplog.at_level(logging.INFO, logger=LOGGER):
         result, inst = run(unit, vercel, code="code2")
     assert (result.configuration_id, result.already_installed, inst) == (CFG, True, None)
+    assert result.next == "https://vercel.com/next"
     assert keys(kv) == before  # nothing written, the second code's claim given back
     assert records(caplog, "code refused as used or expired") == []
     saved = store.get_installation(CFG)
@@ -673,7 +676,8 @@ def test_a_kept_exchange_older_than_the_stored_install_writes_nothing(
     assert store.token(saved) == vercel.issued[1]
     (record,) = records(caplog, "kept exchange superseded by a newer install; nothing written")
     assert record.configuration_id == CFG  # type: ignore[attr-defined]
-    assert records(caplog, "install resumed from the kept exchange") != []
+    (resumed,) = records(caplog, "install resumed from the kept exchange")
+    assert resumed.configuration_id == CFG  # type: ignore[attr-defined]
 
 
 def test_a_kept_exchange_is_checked_against_the_links_team(
@@ -933,3 +937,70 @@ def test_an_exchanged_token_is_masked_in_logs(kv: Any, unit: Any, vercel: FakeVe
 
     run(unit, vercel)
     assert vercel.issued[0] not in redact(f"token {vercel.issued[0]}")
+
+
+def test_an_install_error_reads_as_its_words() -> None:
+    error = InstallError(409, "in_progress", "Still being completed.")
+    assert str(error) == "Still being completed."
+
+
+def test_a_kept_retry_completes_while_the_failed_attempt_still_holds_the_code(
+    kv: Any,
+    unit: Any,
+    vercel: FakeVercel,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """KV failed after the exchange and while the claim was being given back: the code
+    stays "pending" under the failed attempt's claim, which is the retry's own."""
+    store = unit[0]
+    closing_write_fails(store, monkeypatch)
+
+    def down(*_args: Any, **_kwargs: Any) -> Any:
+        raise KVUnavailable("KV store unavailable (test)")
+
+    monkeypatch.setattr(store.kv, "pipeline", down)  # the give-back fails too
+    with caplog.at_level(logging.INFO, logger=LOGGER), pytest.raises(install.Unsaved) as caught:
+        run(unit, vercel)
+    monkeypatch.undo()
+    (line,) = records(
+        caplog, "installation not saved: KV failed after the exchange; kept for a retry"
+    )
+    assert line.levelno == logging.WARNING
+    assert line.configuration_id == CFG  # type: ignore[attr-defined]
+    code_key = store.key("code", hashlib.sha256(b"code1").hexdigest()[:32])
+    assert store.kv.call("GET", code_key) == "pending"
+    result, inst = run(unit, vercel, kept=caught.value.kept)
+    assert inst is not None
+    assert result.already_installed is False
+    assert vercel.exchanges == 1
+
+
+def test_a_used_code_of_an_installation_we_have_gives_the_state_back(
+    kv: Any, unit: Any, vercel: FakeVercel
+) -> None:
+    run(unit, vercel, code="code1")
+    state, nonce = begin(unit)
+    vercel.oauth_status, vercel.oauth_error = 400, {"error": "invalid_grant"}
+    result, _inst = run(unit, vercel, code="code2", state=state, nonce=nonce)
+    assert result.already_installed
+    vercel.oauth_status = 200
+    _result, inst = run(unit, vercel, code="code3", state=state, nonce=nonce)  # still usable
+    assert inst is not None
+
+
+def test_a_damaged_record_fails_the_install_and_gives_everything_back(
+    kv: Any, unit: Any, vercel: FakeVercel
+) -> None:
+    from lib.kv.records import StoreError
+
+    store = unit[0]
+    state, nonce = begin(unit)
+    store.kv.call("SET", store.key("inst", CFG), "{damaged")
+    before = keys(kv)
+    with pytest.raises(StoreError):
+        run(unit, vercel, state=state, nonce=nonce)
+    assert keys(kv) == before  # the code and the state were given back
+    store.kv.call("DEL", store.key("inst", CFG))
+    _result, inst = run(unit, vercel, state=state, nonce=nonce)  # the reload works
+    assert inst is not None

@@ -744,3 +744,21 @@ def test_kv_trouble_is_logged_with_the_event_and_the_failure(
     (line,) = [r for r in caplog.records if r.getMessage() == "event deferred: KV unavailable"]
     assert line.event_id == "evt_kv"  # type: ignore[attr-defined]
     assert "KV store unavailable" in line.error  # type: ignore[attr-defined]
+
+
+def test_an_event_is_stale_only_once_older_than_the_dedupe_window() -> None:
+    from lib.kv.store import EVENT_DONE_TTL_S
+
+    now = 2_000_000_000.0
+
+    def made(seconds_ago: float) -> Envelope:
+        return Envelope.model_validate(
+            {"id": "e", "type": "t", "createdAt": (now - seconds_ago) * 1000}
+        )
+
+    assert receive_module._age(made(90), now=now) == 90
+    assert not receive_module._stale(made(EVENT_DONE_TTL_S), now=now)
+    assert receive_module._stale(made(EVENT_DONE_TTL_S + 1), now=now)
+    # Seconds rather than milliseconds when the number is too small to be ms of this era.
+    in_seconds = Envelope.model_validate({"id": "e", "type": "t", "createdAt": 1e11})
+    assert receive_module._age(in_seconds, now=2e11) == 1e11
