@@ -210,8 +210,9 @@ def test_key_prefix_isolates_deployments(store: Store, kv) -> None:
 
 def test_corrupt_record_raises_store_error(store: Store) -> None:
     store.kv.call("SET", "t:inst:icfg_bad", json.dumps({"nope": 1}))
-    with pytest.raises(StoreError, match="unreadable"):
+    with pytest.raises(StoreError, match="unreadable") as caught:
         store.get_installation("icfg_bad")
+    assert "icfg_bad" in str(caught.value)
 
 
 def test_secrets_sealed_for_one_installation_do_not_open_for_another(store: Store) -> None:

@@ -165,3 +165,11 @@ def test_a_record_that_kept_changing_gives_up_saying_so(
         store.record_project(CFG, _record("b"), None)
     assert str(caught.value) == "the project record kept changing under this write"
     assert len(reads) == CAS_ATTEMPTS
+
+
+def test_a_damaged_record_met_while_merging_is_named(store: Store) -> None:
+    from lib.kv.records import StoreError
+
+    store.kv.call("HSET", store.key("projects", CFG), "prj_1", "{damaged")
+    with pytest.raises(StoreError, match="prj_1"):
+        store.record_project(CFG, _record("v"), None)

@@ -203,3 +203,17 @@ def test_a_claim_given_back_over_a_lost_answer_is_given_back(
     assert wire.lost == 1
     again = store.claim_install("code-u", CFG, "v1.state-u", 60)
     assert (again.ours, again.state_fresh) == (True, True)
+
+
+def test_an_install_reads_its_record_again_over_a_lost_answer(
+    store: Store, wire: LosesAnswers
+) -> None:
+    """A link without configurationId claims under a placeholder; the record of the id
+    the token names is read before the write, and that read's answer is lost."""
+    installed(store)
+    claim = store.claim_install("code-r", "icfg_-unnamed", None)
+    wire.lose, wire.only = 1, b'"EXISTS"'
+    before, after = store.complete_install(claim, lambda s: s, configuration_id=CFG, secrets={})
+    assert wire.lost == 1
+    assert before is not None
+    assert after is not None
