@@ -378,17 +378,14 @@ class Store:
         installation: Installation,
         *,
         secrets: Mapping[str, str] | None = None,
-        former_owners: Sequence[str] = (),
         pending: bool = True,
     ) -> None:
         """Store the record, its indexes, any new secrets and (by default) its pending
-        mark in one guarded script; the installation leaves the owner index of each of
-        `former_owners`. Raises `Gone` when it was uninstalled. Writes blindly: changes
-        to a stored record go through `update_installation`."""
+        mark in one guarded script. Raises `Gone` when it was uninstalled. Writes
+        blindly: changes to a stored record go through `update_installation`."""
         cfg = installation.configuration_id
         commands = self._installation_writes(installation)
         commands += self._secret_writes(cfg, secrets or {}, only_new=True)
-        commands += [["SREM", self.key("owner", old), cfg] for old in former_owners]
         if pending:
             commands.append(self._pending_write(cfg))
         self._guarded(cfg, commands)

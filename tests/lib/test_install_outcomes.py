@@ -670,6 +670,7 @@ def test_a_kept_exchange_older_than_the_stored_install_writes_nothing(
     with caplog.at_level(logging.INFO, logger=LOGGER):
         result, inst = run(unit, vercel, code="code1", kept=caught.value.kept)
     assert (result.configuration_id, result.already_installed, inst) == (CFG, True, None)
+    assert result.next == "https://vercel.com/next"
     assert keys(kv) == before
     saved = store.get_installation(CFG)
     assert saved is not None

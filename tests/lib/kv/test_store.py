@@ -542,3 +542,13 @@ def test_hash_replies_read_as_pairs_in_either_form() -> None:
     assert _pairs(["a", "1", "b"]) == {"a": "1"}  # a dangling name is no pair
     assert _pairs({"a": 1}) == {"a": "1"}
     assert _pairs(None) == _pairs([]) == {}
+
+
+def test_the_default_prefix_and_the_tombstone_keep_their_layout(kv) -> None:
+    """Deployed data is found by these names (the layout in lib/kv/store.py's docstring):
+    a tombstone written before a deploy must still stop writes after it."""
+    import hashlib
+
+    store = Store(KV(kv.url, kv.token), Keyring(KEY))
+    assert store.key("inst", "icfg_1") == "vi:inst:icfg_1"
+    assert store.gone_key("icfg_1") == "vi:gone:" + hashlib.sha256(b"icfg_1").hexdigest()[:32]
