@@ -411,9 +411,12 @@ def run(
     state: str | None = None,
     nonce: str | None = None,
     kept: str | None = None,
+    cfg: str | None = CFG,
+    deadline: Deadline | None = None,
 ) -> tuple[Any, Installation | None]:
+    """One callback of `code` for `cfg` (None: a link without configurationId)."""
     store, settings_, spec = unit
-    params = CallbackParams(code, CFG, team_id, "https://vercel.com/next", "external", state)
+    params = CallbackParams(code, cfg, team_id, "https://vercel.com/next", "external", state)
     outcome = complete_install(
         params,
         store=store,
@@ -421,7 +424,7 @@ def run(
         spec=spec,
         nonce=nonce,
         kept=kept,
-        deadline=Deadline(10),
+        deadline=deadline or Deadline(10),
         transport=httpx.MockTransport(vercel.handler),
     )
     return outcome.result, outcome.installation

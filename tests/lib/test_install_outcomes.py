@@ -19,7 +19,7 @@ import pytest
 import lib.install as install
 from lib.crypto import EncryptionKey, Keyring
 from lib.deadline import Deadline
-from lib.install import CallbackParams, InstallError, complete_install
+from lib.install import CallbackParams, InstallError
 from lib.kv.client import KVUnavailable
 from lib.kv.records import Installation
 from lib.kv.store import InstallClaim
@@ -220,22 +220,13 @@ def test_a_personal_install_without_team_says_nothing_of_a_team(
 def test_a_link_without_configuration_id_is_completed_on_the_tokens_word(
     kv: Any, unit: Any, vercel: FakeVercel, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store, settings_, spec = unit
+    store = unit[0]
     state, nonce = begin(unit)
-    params = CallbackParams("code1", None, TEAM, None, None, state)
     with caplog.at_level(logging.INFO, logger=LOGGER):
-        outcome = complete_install(
-            params,
-            store=store,
-            settings=settings_,
-            spec=spec,
-            nonce=nonce,
-            deadline=Deadline(10),
-            transport=httpx.MockTransport(vercel.handler),
-        )
-    assert outcome.result.configuration_id == CFG
-    assert outcome.installation is not None
-    assert outcome.installation.configuration_id == CFG
+        result, inst = run(unit, vercel, cfg=None, state=state, nonce=nonce)
+    assert result.configuration_id == CFG
+    assert inst is not None
+    assert inst.configuration_id == CFG
     (record,) = records(
         caplog, "callback without configurationId: the token's installation is used"
     )
@@ -244,17 +235,9 @@ def test_a_link_without_configuration_id_is_completed_on_the_tokens_word(
     assert store.pending() == [CFG]
     # Its reload: done, without a second exchange (the id is not known from the code's
     # mark, which holds only a digest of it).
-    again = complete_install(
-        params,
-        store=store,
-        settings=settings_,
-        spec=spec,
-        nonce=nonce,
-        deadline=Deadline(10),
-        transport=httpx.MockTransport(vercel.handler),
-    )
-    assert (again.result.configuration_id, again.result.already_installed) == (None, True)
-    assert again.installation is None
+    again, none = run(unit, vercel, cfg=None, state=state, nonce=nonce)
+    assert (again.configuration_id, again.already_installed) == (None, True)
+    assert none is None
     assert vercel.exchanges == 1
 
 
@@ -318,8 +301,7 @@ def test_a_peer_still_working_is_asked_again_until_it_is_done(
 def test_a_peer_never_finishing_is_waited_for_about_eight_seconds(
     kv: Any, unit: Any, vercel: FakeVercel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store, settings_, spec = unit
-    hold_code(store, "code1", "pending")
+    hold_code(unit[0], "code1", "pending")
     naps: list[float] = []
     clock = [0.0]
 
@@ -329,15 +311,7 @@ def test_a_peer_never_finishing_is_waited_for_about_eight_seconds(
 
     monkeypatch.setattr(time, "sleep", nap)
     with pytest.raises(InstallError) as caught:
-        complete_install(
-            CallbackParams("code1", CFG, TEAM, None, None, None),
-            store=store,
-            settings=settings_,
-            spec=spec,
-            nonce=None,
-            deadline=Deadline(60, clock=lambda: clock[0]),
-            transport=httpx.MockTransport(vercel.handler),
-        )
+        run(unit, vercel, deadline=Deadline(60, clock=lambda: clock[0]))
     assert (caught.value.status, caught.value.kind, caught.value.message) == (
         409,
         "in_progress",
@@ -831,23 +805,15 @@ def test_a_repeat_of_a_link_uninstalled_since_says_it_was_removed(
 def test_a_reinstall_through_a_link_without_configuration_id_is_a_reinstall(
     kv: Any, unit: Any, vercel: FakeVercel
 ) -> None:
-    store, settings_, spec = unit
+    store = unit[0]
     run(unit, vercel, code="code1")
     created = store.get_installation(CFG)
     assert created is not None
     state, nonce = begin(unit)
     kv.gateway.reset_stats()
-    outcome = complete_install(
-        CallbackParams("code2", None, TEAM, None, None, state),
-        store=store,
-        settings=settings_,
-        spec=spec,
-        nonce=nonce,
-        deadline=Deadline(10),
-        transport=httpx.MockTransport(vercel.handler),
-    )
+    result, _inst = run(unit, vercel, code="code2", cfg=None, state=state, nonce=nonce)
     assert kv.gateway.stats()["requests"] == 3  # claim, read under the token's id, write
-    assert (outcome.result.configuration_id, outcome.result.already_installed) == (CFG, True)
+    assert (result.configuration_id, result.already_installed) == (CFG, True)
     again = store.get_installation(CFG)
     assert again is not None
     assert again.created_at == created.created_at

@@ -16,6 +16,7 @@ from lib.crypto import EncryptionKey, Keyring
 from lib.kv.client import KV
 from lib.kv.records import Installation, ProjectRecord
 from lib.kv.store import Store
+from tests.lib.kv.test_store import make_installation
 
 KEY = EncryptionKey(key_id="k1", key=bytes(range(32)))
 CFG = "icfg_1"
@@ -56,13 +57,7 @@ def store(kv: Any, wire: LosesAnswers) -> Store:
 
 
 def installed(store: Store, cfg: str = CFG) -> Installation:
-    inst = Installation(
-        configuration_id=cfg,
-        owner_id="team_1",
-        team_id="team_1",
-        user_id="user_1",
-        sealed_token=store.seal_token(cfg, "vca_token"),
-    )
+    inst = make_installation(store, cfg)
     store.save_installation(inst, secrets={"s": "secret-1"}, pending=True)
     store.put_project(cfg, ProjectRecord(project_id="prj_1"))
     store.claim_event("evt_held", configuration_id=cfg, owner_id=None)  # a lease to give back
