@@ -153,7 +153,8 @@ redis.call('ZREM', KEYS[6], ARGV[1])
 for i = 7, #KEYS do redis.call('SREM', KEYS[i], ARGV[1]) end
 return 'ok'
 """
-# KEYS[1] the pending ZSET. Removes ARGV[1] only if its score is not later than ARGV[2].
+# KEYS[1] the pending ZSET. Removes ARGV[1] only if its score is not later than ARGV[2];
+# answers 1 when no mark is left (also when there was none), 0 when a later one stays.
 _CLEAR_PENDING = """
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score then
@@ -597,7 +598,7 @@ class Store:
         server-side compare-and-remove; True when no mark is left (removed now, by an
         attempt whose answer was lost, or there was none), False when a later mark stays.
         (A run scoped to some projects never clears it: the caller does not ask.)"""
-        removed = self.kv.call(
+        cleared = self.kv.call(
             "EVAL",
             _CLEAR_PENDING,
             1,
@@ -606,7 +607,7 @@ class Store:
             repr(started),
             idempotent=True,
         )
-        return bool(removed)
+        return bool(cleared)
 
     def is_pending(self, configuration_id: str) -> bool:
         return (
@@ -672,7 +673,7 @@ class Store:
 
     def event_installations(self, claim: EventClaim) -> list[Stored]:
         """The installations an event claimed by `claim_event` is about (no round trip
-        when it named a configuration; one when it named only an owner)."""
+        when it named a configuration; one when it named only an owner who has some)."""
         if claim.configuration_id:
             raw, score = claim._found
             if not raw:
