@@ -567,7 +567,12 @@ def test_a_code_done_for_another_configuration_is_a_mismatch(
     hold_code(unit[0], "code1", done_mark("icfg_other"))
     with pytest.raises(InstallError) as caught:
         run(unit, vercel)
-    assert caught.value.kind == "mismatch"
+    assert (caught.value.status, caught.value.kind, caught.value.message) == (
+        400,
+        "mismatch",
+        "This install link does not match its installation.",
+    )
+    assert caught.value.next == "https://vercel.com/next"
     assert vercel.exchanges == 0
 
 

@@ -257,20 +257,6 @@ def test_an_audit_line_names_install_and_reinstall(
 # --------------------------------------------------------------------- a peer's outcome
 
 
-def test_a_peer_that_finished_for_another_configuration_is_a_mismatch(
-    kv: Any, unit: Any, vercel: FakeVercel
-) -> None:
-    hold_code(unit[0], "code1", done_mark("icfg_other"))
-    with pytest.raises(InstallError) as caught:
-        run(unit, vercel)
-    assert (caught.value.status, caught.value.kind, caught.value.message) == (
-        400,
-        "mismatch",
-        "This install link does not match its installation.",
-    )
-    assert caught.value.next == "https://vercel.com/next"
-
-
 def test_a_peer_still_working_is_asked_again_until_it_is_done(
     kv: Any, unit: Any, vercel: FakeVercel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
